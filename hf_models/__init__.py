@@ -1,0 +1,21 @@
+"""hf_models: classic architectures as first-class Hugging Face models.
+
+Importing the package registers every configuration, model, processor and pipeline with the Auto classes, and
+marks each class for ``register_for_auto_class`` so that ``save_pretrained`` copies its code next to the weights
+(the checkpoint then loads with ``trust_remote_code=True`` on a machine without this package).
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+
+from .configuration_transformer import TransformerConfig
+from .modeling_transformer import TransformerForConditionalGeneration, TransformerModel
+
+__all__ = ["TransformerConfig", "TransformerModel", "TransformerForConditionalGeneration"]
+
+AutoConfig.register(TransformerConfig.model_type, TransformerConfig)
+AutoModel.register(TransformerConfig, TransformerModel)
+AutoModelForSeq2SeqLM.register(TransformerConfig, TransformerForConditionalGeneration)
+
+TransformerConfig.register_for_auto_class()
+TransformerModel.register_for_auto_class("AutoModel")
+TransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")

@@ -1,0 +1,123 @@
+"""Configuration of the Transformer of Vaswani et al. (2017), "Attention Is All You Need"."""
+
+from transformers import PreTrainedConfig
+
+from .attention import ATTENTION_TYPES
+
+ACTIVATIONS = ("relu", "gelu")
+
+
+class TransformerConfig(PreTrainedConfig):
+    """Sizes and switches of the encoder-decoder Transformer.
+
+    Defaults are the paper's base model (d_model 512, 8 heads, FFN 2048, 6+6 layers, dropout 0.1, post-LN,
+    shared source/target embeddings tied to the output projection, embeddings scaled by sqrt(d_model)).
+
+    Args:
+        vocab_size: size of the (joint source/target) vocabulary.
+        hidden_size: d_model.
+        num_attention_heads: h; must divide ``hidden_size`` (each head gets ``hidden_size / h`` features).
+        intermediate_size: d_ff, the inner size of the position-wise feed-forward network.
+        encoder_layers / decoder_layers: N for the encoder and the decoder stacks.
+        activation_function: ``"relu"`` (paper) or ``"gelu"``.
+        dropout: P_drop on embeddings+positions and on every sub-layer output.
+        attention_dropout: dropout on the attention weights. activation_dropout: dropout inside the FFN.
+        max_position_embeddings: longest sequence the model accepts (sinusoids extrapolate, but the limit makes
+            over-long input an explicit error / truncation instead of a silent distribution shift).
+        pre_layer_norm: False = post-LN as in the paper, ``LayerNorm(x + Sublayer(x))``; True = pre-LN,
+            ``x + Sublayer(LayerNorm(x))`` with a final LayerNorm per stack (more stable for deep/fast training).
+        scale_embedding: multiply token embeddings by sqrt(d_model) (paper, section 3.4).
+        share_embeddings: one embedding matrix for encoder and decoder (needs a joint vocabulary).
+        tie_word_embeddings: the output projection re-uses the decoder embedding matrix.
+        attention_type: ``"softmax"``; the score function of every attention layer.
+        init_std: std of the normal initialisation of embeddings (Linear layers use Xavier uniform).
+    """
+
+    model_type = "vaswani_transformer"
+    attribute_map = {"num_hidden_layers": "decoder_layers", "d_model": "hidden_size"}
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        hidden_size: int = 512,
+        num_attention_heads: int = 8,
+        intermediate_size: int = 2048,
+        encoder_layers: int = 6,
+        decoder_layers: int = 6,
+        activation_function: str = "relu",
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        max_position_embeddings: int = 512,
+        pre_layer_norm: bool = False,
+        layer_norm_eps: float = 1e-5,
+        scale_embedding: bool = True,
+        share_embeddings: bool = True,
+        tie_word_embeddings: bool = True,
+        attention_type: str = "softmax",
+        init_std: float | None = None,
+        pad_token_id: int = 0,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        decoder_start_token_id: int = 1,
+        is_encoder_decoder: bool = True,
+        use_cache: bool = True,
+        **kwargs,
+    ):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("hidden_size", hidden_size),
+            ("num_attention_heads", num_attention_heads),
+            ("intermediate_size", intermediate_size),
+            ("max_position_embeddings", max_position_embeddings),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value in (("encoder_layers", encoder_layers), ("decoder_layers", decoder_layers)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}): "
+                "every head gets hidden_size / num_attention_heads features"
+            )
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
+        if activation_function not in ACTIVATIONS:
+            raise ValueError(f"activation_function must be one of {ACTIVATIONS}, got {activation_function!r}")
+        for name, value in (
+            ("dropout", dropout),
+            ("attention_dropout", attention_dropout),
+            ("activation_dropout", activation_dropout),
+        ):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.activation_function = activation_function
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+        self.max_position_embeddings = max_position_embeddings
+        self.pre_layer_norm = pre_layer_norm
+        self.layer_norm_eps = layer_norm_eps
+        self.scale_embedding = scale_embedding
+        self.share_embeddings = share_embeddings
+        self.tie_word_embeddings = tie_word_embeddings
+        self.attention_type = attention_type
+        self.init_std = init_std if init_std is not None else hidden_size**-0.5
+        self.use_cache = use_cache
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )

@@ -1,0 +1,459 @@
+"""The encoder-decoder Transformer of Vaswani et al. (2017), "Attention Is All You Need", as a Hugging Face model.
+
+Read top to bottom: the position-wise feed-forward network (section 3.3), the encoder and decoder layers
+(section 3.1, post-LN as in the paper or pre-LN), the stacks with scaled embeddings plus sinusoidal positions
+(sections 3.4, 3.5), the bare encoder-decoder, and the model with a language-modelling head that
+``generate()`` drives with an encoder-decoder key/value cache.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+
+from .attention import MultiHeadAttention, build_attention_mask
+from .configuration_transformer import TransformerConfig
+from .positional import SinusoidalPositionalEmbedding
+from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position separately."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation = ACT2FN[config.activation_function]
+        self.activation_dropout = nn.Dropout(config.activation_dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_dropout(self.activation(self.fc1(hidden_states))))
+
+
+class SublayerConnection(nn.Module):
+    """The residual + LayerNorm wrapper around every sub-layer, in post-LN (paper) or pre-LN order."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.pre_layer_norm = config.pre_layer_norm
+
+    def forward(self, hidden_states: torch.Tensor, sublayer) -> tuple[torch.Tensor, object]:
+        """``sublayer`` maps normalised-or-raw states to ``(output, extra)``; ``extra`` (attention weights) passes through."""
+        if self.pre_layer_norm:
+            output, extra = sublayer(self.layer_norm(hidden_states))
+            return hidden_states + self.dropout(output), extra
+        output, extra = sublayer(hidden_states)
+        return self.layer_norm(hidden_states + self.dropout(output)), extra
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Self-attention over the source, then the FFN, each wrapped in a residual connection and LayerNorm."""
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx)
+        self.self_attn_sublayer = SublayerConnection(config)
+        self.feed_forward = FeedForward(config)
+        self.feed_forward_sublayer = SublayerConnection(config)
+
+    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
+        hidden_states, weights = self.self_attn_sublayer(
+            hidden_states,
+            lambda x: self.self_attn(x, attention_mask=attention_mask, output_attentions=output_attentions),
+        )
+        hidden_states, _ = self.feed_forward_sublayer(hidden_states, lambda x: (self.feed_forward(x), None))
+        return hidden_states, weights
+
+
+class TransformerDecoderLayer(nn.Module):
+    """Masked (causal) self-attention, cross-attention over the encoder output, then the FFN."""
+
+    def __init__(self, config: TransformerConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(config, is_causal=True, layer_idx=layer_idx)
+        self.self_attn_sublayer = SublayerConnection(config)
+        self.encoder_attn = MultiHeadAttention(config, is_cross_attention=True, layer_idx=layer_idx)
+        self.encoder_attn_sublayer = SublayerConnection(config)
+        self.feed_forward = FeedForward(config)
+        self.feed_forward_sublayer = SublayerConnection(config)
+
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states,
+        attention_mask=None,
+        encoder_attention_mask=None,
+        cache=None,
+        output_attentions=False,
+    ):
+        hidden_states, self_weights = self.self_attn_sublayer(
+            hidden_states,
+            lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, output_attentions=output_attentions),
+        )
+        hidden_states, cross_weights = self.encoder_attn_sublayer(
+            hidden_states,
+            lambda x: self.encoder_attn(
+                x,
+                key_value_states=encoder_hidden_states,
+                attention_mask=encoder_attention_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+            ),
+        )
+        hidden_states, _ = self.feed_forward_sublayer(hidden_states, lambda x: (self.feed_forward(x), None))
+        return hidden_states, self_weights, cross_weights
+
+
+class TransformerPreTrainedModel(PreTrainedModel):
+    config_class = TransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """Xavier-uniform linear layers and N(0, d_model^-0.5) embeddings, as in fairseq's reference Transformer
+        (the paper does not state its initialisation); the padding embedding starts at zero."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+            if module.padding_idx is not None:
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class TransformerEmbeddings(nn.Module):
+    """Token embedding * sqrt(d_model) + sinusoidal position, then dropout (section 3.4-3.5)."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.embed_tokens = embed_tokens
+        self.embed_positions = SinusoidalPositionalEmbedding(config.hidden_size, config.max_position_embeddings)
+        self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids=None, inputs_embeds=None, past_length: int = 0) -> torch.Tensor:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        position_ids = torch.arange(past_length, past_length + inputs_embeds.size(1), device=inputs_embeds.device)
+        return self.dropout(inputs_embeds + self.embed_positions(position_ids, dtype=inputs_embeds.dtype))
+
+
+class TransformerEncoder(TransformerPreTrainedModel):
+    """The stack of N encoder layers; the input of ``generate()``'s ``get_encoder()``."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config)
+        if embed_tokens is None:
+            embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embeddings = TransformerEmbeddings(config, embed_tokens)
+        self.layers = nn.ModuleList(TransformerEncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embeddings.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ) -> BaseModelOutput:
+        hidden_states = self.embeddings(input_ids, inputs_embeds)
+        mask = build_attention_mask(attention_mask, hidden_states.size(1), hidden_states.size(1), hidden_states.dtype)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, mask, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        output = BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class TransformerDecoder(TransformerPreTrainedModel):
+    """The stack of N decoder layers with causal self-attention and cross-attention, cached when generating."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config)
+        if embed_tokens is None:
+            embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.embeddings = TransformerEmbeddings(config, embed_tokens)
+        self.layers = nn.ModuleList(TransformerDecoderLayer(config, i) for i in range(config.decoder_layers))
+        self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embeddings.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        inputs_embeds=None,
+        use_cache=False,
+        output_attentions=False,
+        output_hidden_states=False,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        cache = pop_cache(kwargs)
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = cache.get_seq_length() if cache is not None else 0
+        hidden_states = self.embeddings(input_ids, inputs_embeds, past_length=past_length)
+        query_length = hidden_states.size(1)
+        key_length = past_length + query_length
+        if attention_mask is not None and attention_mask.size(-1) == query_length and past_length:
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), past_length), attention_mask], -1)
+        # Causality alone, with no cached prefix, needs no mask tensor: the attention kernel's is_causal path is
+        # taken instead (see MultiHeadAttention). Decoder padding or a multi-token step after a prefix need one.
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        self_mask = None
+        if has_padding or (past_length > 0 and query_length > 1):
+            self_mask = build_attention_mask(attention_mask, query_length, key_length, hidden_states.dtype, causal=True)
+        cross_mask = build_attention_mask(
+            encoder_attention_mask, query_length, encoder_hidden_states.size(1), hidden_states.dtype
+        )
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_self_attentions = () if output_attentions else None
+        all_cross_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states, encoder_hidden_states, self_mask, cross_mask, cache, output_attentions
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_self_attentions += (self_weights,)
+                all_cross_attentions += (cross_weights,)
+        if self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
+            if output_hidden_states:
+                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            hidden_states=all_hidden_states,
+            attentions=all_self_attentions,
+            cross_attentions=all_cross_attentions,
+            **{CACHE_FIELD: cache if use_cache else None},
+        )
+
+
+class TransformerModel(TransformerPreTrainedModel):
+    """Encoder + decoder without a head; returns the decoder's last hidden state."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        if config.share_embeddings:
+            self.shared = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+            self._tied_weights_keys = {
+                "encoder.embeddings.embed_tokens.weight": "shared.weight",
+                "decoder.embeddings.embed_tokens.weight": "shared.weight",
+            }
+        self.encoder = TransformerEncoder(config, self.shared if config.share_embeddings else None)
+        self.decoder = TransformerDecoder(config, self.shared if config.share_embeddings else None)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        if self.config.share_embeddings:
+            self.shared = value
+        self.encoder.set_input_embeddings(value)
+        self.decoder.set_input_embeddings(value)
+
+    def get_encoder(self):
+        return self.encoder
+
+    def get_decoder(self):
+        return self.decoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        cache = pop_cache(kwargs)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask,
+                inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs.last_hidden_state,
+            attention_mask,
+            decoder_inputs_embeds,
+            use_cache=use_cache if use_cache is not None else self.config.use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            cache=cache,
+        )
+        output = Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+            **{CACHE_FIELD: getattr(decoder_outputs, CACHE_FIELD)},
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder Transformer with a linear + softmax output layer, for translation and other seq2seq tasks.
+
+    ``labels`` are the target token ids (padding as -100); the decoder input is ``labels`` shifted right behind
+    ``decoder_start_token_id`` (teacher forcing) and the loss is token-level cross-entropy.
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.model = TransformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        tied = {}
+        if config.share_embeddings:
+            tied.update(
+                {
+                    "model.encoder.embeddings.embed_tokens.weight": "model.shared.weight",
+                    "model.decoder.embeddings.embed_tokens.weight": "model.shared.weight",
+                }
+            )
+        if config.tie_word_embeddings:
+            tied["lm_head.weight"] = (
+                "model.shared.weight" if config.share_embeddings else "model.decoder.embeddings.embed_tokens.weight"
+            )
+        self._tied_weights_keys = tied or None
+        self.post_init()
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        cache = pop_cache(kwargs)
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            inputs_embeds,
+            decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            cache=cache,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = seq2seq_lm_loss(logits, labels) if labels is not None else None
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+        )
+        return output if return_dict else output.to_tuple()

@@ -1,0 +1,44 @@
+"""Pieces every encoder-decoder model of the package shares: label shifting, the loss, and the cache name.
+
+transformers 5.24 renamed the generation cache argument and output field from ``past_key_values`` to ``cache``;
+5.23 still uses the old name. Models read either name and write the one the installed version expects, so the
+same code (also when it travels to the Hub as remote code) runs on both.
+"""
+
+import torch
+import torch.nn.functional as F
+from transformers.modeling_outputs import Seq2SeqLMOutput
+
+CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def pop_cache(kwargs: dict):
+    """Take the generation cache out of ``kwargs`` whichever name the caller used."""
+    cache = kwargs.pop("cache", None)
+    legacy = kwargs.pop("past_key_values", None)
+    return cache if cache is not None else legacy
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher forcing: the decoder sees ``<start> y_1 ... y_{n-1}`` and predicts ``y_1 ... y_n``.
+
+    Label positions set to -100 (ignored by the loss) become padding in the decoder input.
+    """
+    if decoder_start_token_id is None:
+        raise ValueError("config.decoder_start_token_id must be set to build decoder inputs from labels")
+    if pad_token_id is None:
+        raise ValueError("config.pad_token_id must be set to build decoder inputs from labels")
+    shifted = labels.new_empty(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def seq2seq_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token-level cross-entropy over non-ignored (-100) label positions, computed in fp32.
+
+    Labels are already aligned with the logits (the decoder input was shifted, not the labels), which is why
+    ``PreTrainedModel.loss_function`` (it shifts again) is not used here. Label smoothing is the trainer's job
+    (``--label_smoothing_factor``).
+    """
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
