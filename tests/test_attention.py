@@ -1,0 +1,135 @@
+"""The shared attention layer against torch.nn.MultiheadAttention, eager against SDPA, and the masks."""
+
+import pytest
+import torch
+from torch import nn
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from hf_models import TransformerConfig
+from hf_models.attention import MultiHeadAttention, build_attention_mask, causal_mask_bool
+
+HIDDEN, HEADS = 32, 4
+
+
+def make_pair(implementation="eager", is_cross_attention=False, is_causal=False):
+    torch.manual_seed(0)
+    config = TransformerConfig(vocab_size=10, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=64)
+    config._attn_implementation = implementation
+    ours = MultiHeadAttention(config, is_cross_attention=is_cross_attention, is_causal=is_causal, layer_idx=0).eval()
+    reference = nn.MultiheadAttention(HIDDEN, HEADS, batch_first=True).eval()
+    with torch.no_grad():
+        ours.in_proj.weight.copy_(reference.in_proj_weight)
+        ours.in_proj.bias.copy_(reference.in_proj_bias)
+        ours.out_proj.weight.copy_(reference.out_proj.weight)
+        ours.out_proj.bias.copy_(reference.out_proj.bias)
+    return ours, reference
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_self_attention_matches_torch_multihead_attention(implementation):
+    ours, reference = make_pair(implementation)
+    x = torch.randn(3, 7, HIDDEN)
+    expected, _ = reference(x, x, x, need_weights=False)
+    actual, _ = ours(x)
+    assert (actual - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_padding_mask_matches_key_padding_mask(implementation):
+    ours, reference = make_pair(implementation)
+    x = torch.randn(3, 7, HIDDEN)
+    attention_mask = torch.ones(3, 7, dtype=torch.long)
+    attention_mask[1, 4:] = 0
+    attention_mask[2, 2:] = 0
+    expected, _ = reference(x, x, x, key_padding_mask=attention_mask == 0, need_weights=False)
+    actual, _ = ours(x, attention_mask=build_attention_mask(attention_mask, 7, 7, x.dtype))
+    assert (actual - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_causal_self_attention_matches_attn_mask(implementation):
+    ours, reference = make_pair(implementation, is_causal=True)
+    x = torch.randn(2, 6, HIDDEN)
+    expected, _ = reference(x, x, x, attn_mask=nn.Transformer.generate_square_subsequent_mask(6), need_weights=False)
+    # the fast path: no mask tensor, the kernel's is_causal flag
+    actual, _ = ours(x)
+    assert (actual - expected).abs().max() <= 1e-5
+    # the explicit path: a causal mask tensor combined with (here: no) padding
+    explicit, _ = ours(x, attention_mask=build_attention_mask(None, 6, 6, x.dtype, causal=True))
+    assert (explicit - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_cross_attention_matches_torch_with_padded_memory(implementation):
+    ours, reference = make_pair(implementation, is_cross_attention=True)
+    query, memory = torch.randn(2, 5, HIDDEN), torch.randn(2, 9, HIDDEN)
+    memory_mask = torch.ones(2, 9, dtype=torch.long)
+    memory_mask[0, 6:] = 0
+    expected, _ = reference(query, memory, memory, key_padding_mask=memory_mask == 0, need_weights=False)
+    actual, _ = ours(query, key_value_states=memory, attention_mask=build_attention_mask(memory_mask, 5, 9, query.dtype))
+    assert (actual - expected).abs().max() <= 1e-5
+
+
+def test_heads_split_the_feature_dimension_not_the_sequence():
+    """Each head sees every position: permuting the sequence permutes the output (no per-chunk attention)."""
+    ours, _ = make_pair()
+    x = torch.randn(1, 8, HIDDEN)
+    permutation = torch.randperm(8)
+    assert torch.allclose(ours(x)[0][:, permutation], ours(x[:, permutation])[0], atol=1e-6)
+    _, weights = ours(x, output_attentions=True)
+    assert weights.shape == (1, HEADS, 8, 8)
+
+
+def test_eager_and_sdpa_agree_with_masks_and_dropout_off():
+    eager, _ = make_pair("eager", is_causal=True)
+    sdpa, _ = make_pair("sdpa", is_causal=True)
+    x = torch.randn(4, 10, HIDDEN)
+    attention_mask = torch.ones(4, 10, dtype=torch.long)
+    attention_mask[3, 7:] = 0
+    mask = build_attention_mask(attention_mask, 10, 10, x.dtype, causal=True)
+    assert (eager(x, attention_mask=mask)[0] - sdpa(x, attention_mask=mask)[0]).abs().max() <= 1e-5
+
+
+def test_output_attentions_falls_back_to_eager_weights():
+    sdpa, _ = make_pair("sdpa")
+    x = torch.randn(2, 5, HIDDEN)
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    output, weights = sdpa(x, attention_mask=build_attention_mask(attention_mask, 5, 5, x.dtype), output_attentions=True)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, HEADS, 5))
+    assert weights[1, :, :, 3:].abs().max() == 0
+
+
+def test_masks():
+    assert build_attention_mask(None, 3, 3, torch.float32) is None
+    assert build_attention_mask(torch.ones(2, 3), 3, 3, torch.float32) is None
+    assert causal_mask_bool(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+    mask = build_attention_mask(torch.tensor([[1, 1, 0]]), 3, 3, torch.float32, causal=True)
+    assert mask.shape == (1, 1, 3, 3)
+    allowed = mask[0, 0] == 0
+    assert allowed.tolist() == [[True, False, False], [True, True, False], [True, True, False]]
+    with pytest.raises(ValueError, match="attention_mask has length 2"):
+        build_attention_mask(torch.ones(1, 2), 3, 3, torch.float32)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_self_attention_cache_gives_same_result_as_full_sequence(implementation):
+    ours, _ = make_pair(implementation, is_causal=True)
+    x = torch.randn(2, 6, HIDDEN)
+    full, _ = ours(x)
+    cache = DynamicCache()
+    steps = [ours(x[:, t : t + 1], cache=cache)[0] for t in range(6)]
+    assert (torch.cat(steps, dim=1) - full).abs().max() <= 1e-5
+    assert cache.get_seq_length() == 6
+
+
+def test_cross_attention_cache_computes_memory_projection_once():
+    ours, _ = make_pair(is_cross_attention=True)
+    memory = torch.randn(1, 4, HIDDEN)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    first, _ = ours(torch.randn(1, 1, HIDDEN), key_value_states=memory, cache=cache)
+    assert cache.is_updated[0]
+    # a different memory is ignored once cached: the keys/values come from the cache
+    query = torch.randn(1, 1, HIDDEN)
+    cached, _ = ours(query, key_value_states=torch.zeros_like(memory), cache=cache)
+    fresh, _ = ours(query, key_value_states=memory)
+    assert torch.allclose(cached, fresh, atol=1e-6)
