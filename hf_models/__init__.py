@@ -9,8 +9,15 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .configuration_transformer import TransformerConfig
 from .modeling_transformer import TransformerForConditionalGeneration, TransformerModel
+from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
-__all__ = ["TransformerConfig", "TransformerModel", "TransformerForConditionalGeneration"]
+__all__ = [
+    "TransformerConfig",
+    "TransformerModel",
+    "TransformerForConditionalGeneration",
+    "TranslationPipeline",
+    "save_for_translation",
+]
 
 AutoConfig.register(TransformerConfig.model_type, TransformerConfig)
 AutoModel.register(TransformerConfig, TransformerModel)
@@ -19,3 +26,7 @@ AutoModelForSeq2SeqLM.register(TransformerConfig, TransformerForConditionalGener
 TransformerConfig.register_for_auto_class()
 TransformerModel.register_for_auto_class("AutoModel")
 TransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+# transformers 5 has no "translation" task; registering lets Pipeline.save_pretrained / push_to_hub write the
+# custom_pipelines entry that makes pipeline("translation", model=folder, trust_remote_code=True) work.
+register_translation_pipeline()
