@@ -7,11 +7,15 @@ marks each class for ``register_for_auto_class`` so that ``save_pretrained`` cop
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
+from .configuration_gru_seq2seq import GRUSeq2SeqConfig
 from .configuration_transformer import TransformerConfig
+from .modeling_gru_seq2seq import GRUSeq2SeqForConditionalGeneration
 from .modeling_transformer import TransformerForConditionalGeneration, TransformerModel
 from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
 __all__ = [
+    "GRUSeq2SeqConfig",
+    "GRUSeq2SeqForConditionalGeneration",
     "TransformerConfig",
     "TransformerModel",
     "TransformerForConditionalGeneration",
@@ -19,13 +23,17 @@ __all__ = [
     "save_for_translation",
 ]
 
-AutoConfig.register(TransformerConfig.model_type, TransformerConfig)
-AutoModel.register(TransformerConfig, TransformerModel)
-AutoModelForSeq2SeqLM.register(TransformerConfig, TransformerForConditionalGeneration)
-
-TransformerConfig.register_for_auto_class()
-TransformerModel.register_for_auto_class("AutoModel")
-TransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+for config_class, model_class, seq2seq_class in (
+    (TransformerConfig, TransformerModel, TransformerForConditionalGeneration),
+    (GRUSeq2SeqConfig, None, GRUSeq2SeqForConditionalGeneration),
+):
+    AutoConfig.register(config_class.model_type, config_class)
+    config_class.register_for_auto_class()
+    AutoModelForSeq2SeqLM.register(config_class, seq2seq_class)
+    seq2seq_class.register_for_auto_class("AutoModelForSeq2SeqLM")
+    if model_class is not None:
+        AutoModel.register(config_class, model_class)
+        model_class.register_for_auto_class("AutoModel")
 
 # transformers 5 has no "translation" task; registering lets Pipeline.save_pretrained / push_to_hub write the
 # custom_pipelines entry that makes pipeline("translation", model=folder, trust_remote_code=True) work.

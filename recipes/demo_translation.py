@@ -1,0 +1,74 @@
+"""Reload trained translation models through the Auto classes, translate a few sentences, print the measured test
+scores, and draw a cross-attention heatmap (source tokens x generated tokens) for one sentence.
+
+    python recipes/demo_translation.py outputs/demo_transformer outputs/demo_gru
+"""
+
+import argparse
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline  # noqa: E402
+
+SENTENCES = ["I love you.", "Where is the train station?", "He is reading a book.", "It's very cold today."]
+CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # Chinese glyphs for the heatmap's axis
+
+
+def cross_attention(model, tokenizer, text: str) -> tuple[list[str], list[str], torch.Tensor]:
+    """Greedy translation of ``text`` and the last decoder layer's cross-attention, averaged over heads:
+    ``(generated tokens, source tokens, weights[generated, source])``."""
+    inputs = tokenizer(text, return_tensors="pt")
+    generated = model.generate(**inputs, num_beams=1, do_sample=False)
+    with torch.no_grad():
+        output = model(**inputs, decoder_input_ids=generated[:, :-1], output_attentions=True)
+    weights = output.cross_attentions[-1][0].mean(0)  # (heads, target, source) -> (target, source)
+    target_tokens = tokenizer.convert_ids_to_tokens(generated[0, 1:])
+    source_tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    return target_tokens, source_tokens, weights
+
+
+def plot_heatmap(target_tokens, source_tokens, weights, title: str, path: Path) -> None:
+    font_manager.fontManager.addfont(str(CJK_FONT))
+    font = font_manager.FontProperties(fname=str(CJK_FONT))
+    figure, axes = plt.subplots(figsize=(1 + 0.5 * len(source_tokens), 1 + 0.45 * len(target_tokens)))
+    image = axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0)
+    axes.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right", fontproperties=font)
+    axes.set_yticks(range(len(target_tokens)), target_tokens, fontproperties=font)
+    axes.set_xlabel("source tokens")
+    axes.set_ylabel("generated tokens")
+    axes.set_title(title, fontproperties=font)
+    figure.colorbar(image, ax=axes, fraction=0.05)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dirs", nargs="+", type=Path)
+    parser.add_argument("--sentences", nargs="*", default=SENTENCES)
+    args = parser.parse_args()
+    for model_dir in args.model_dirs:
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        translator = pipeline("translation", model=str(model_dir), trust_remote_code=True)
+        results = json.loads((model_dir / "results.json").read_text())
+        print(f"\n== {model_dir} ({type(model).__name__}, {model.num_parameters():,} parameters)")
+        print(f"   test BLEU {results['BLEU']:.2f}, chrF {results['chrF']:.2f} (1,000 held-out Tatoeba pairs)")
+        for sentence, result in zip(args.sentences, translator(args.sentences, num_beams=4)):
+            print(f"   {sentence} -> {result['translation_text']}")
+        target_tokens, source_tokens, weights = cross_attention(model, tokenizer, args.sentences[0])
+        heatmap = model_dir / "cross_attention.png"
+        plot_heatmap(target_tokens, source_tokens, weights, f"{model_dir.name}: {args.sentences[0]}", heatmap)
+        print(f"   cross-attention heatmap: {heatmap}")
+
+
+if __name__ == "__main__":
+    main()
