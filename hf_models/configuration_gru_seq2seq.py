@@ -1,0 +1,107 @@
+"""Configuration of the GRU encoder-decoder with attention (Bahdanau et al. 2015; Luong et al. 2015)."""
+
+from transformers import PreTrainedConfig
+
+ATTENTION_TYPES = ("bahdanau", "luong")
+LUONG_SCORES = ("general", "dot")
+
+
+class GRUSeq2SeqConfig(PreTrainedConfig):
+    """Sizes and switches of the GRU encoder-decoder.
+
+    The encoder runs ``encoder_layers`` GRU layers of ``hidden_size`` units per direction. With a bidirectional
+    encoder each source position gets the concatenation ``[forward; backward]`` (``2 * hidden_size``), which a
+    linear layer projects back to ``hidden_size``: every encoder state, decoder state and attention vector then
+    lives in one ``hidden_size`` space, which the Luong dot score needs and which keeps the attention layers
+    square. The decoder's initial state is ``tanh(W [forward final; backward final])`` of the top encoder layer.
+
+    Args:
+        vocab_size: size of the (joint source/target) vocabulary.
+        hidden_size: GRU units of the decoder and, per direction, of the encoder; also the attention size.
+        embedding_size: size of the token embeddings. Must equal ``hidden_size`` when ``tie_word_embeddings``,
+            since the output projection then re-uses the embedding matrix on ``hidden_size`` vectors.
+        encoder_layers / decoder_layers: stacked GRU layers on each side.
+        bidirectional_encoder: read the source in both directions (Bahdanau et al. 2015, section 3.2).
+        attention_type: ``"bahdanau"`` (additive; context from the previous decoder state feeds the GRU input)
+            or ``"luong"`` (multiplicative; GRU step first, then attention on the new state).
+        luong_score: ``"general"`` (``h_t^T W h_j``) or ``"dot"`` (``h_t^T h_j``); used by Luong attention only.
+        dropout: on embeddings, between GRU layers and before the output projection.
+        init_std: std of the normal initialisation of embeddings and linear layers (GRUs use Xavier input weights
+            and orthogonal recurrent weights). 0.1 is of the order of the uniform(-0.1, 0.1) of Luong et al.; with
+            the usual 0.02 the tied output layer starts with near-zero logits and learns visibly slower.
+        share_embeddings: one embedding matrix for encoder and decoder (the project's tokenizer is joint en+zh).
+        tie_word_embeddings: the output projection re-uses the decoder embedding matrix.
+
+    Generation limits (``max_length``, ``num_beams``, ...) belong in a ``GenerationConfig``, not here.
+    """
+
+    model_type = "gru_seq2seq"
+    attribute_map = {"num_hidden_layers": "decoder_layers"}
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        hidden_size: int = 256,
+        embedding_size: int = 256,
+        encoder_layers: int = 1,
+        decoder_layers: int = 1,
+        bidirectional_encoder: bool = True,
+        attention_type: str = "bahdanau",
+        luong_score: str = "general",
+        dropout: float = 0.1,
+        init_std: float = 0.1,
+        share_embeddings: bool = True,
+        tie_word_embeddings: bool = True,
+        pad_token_id: int = 0,
+        bos_token_id: int = 1,
+        eos_token_id: int = 2,
+        decoder_start_token_id: int = 1,
+        is_encoder_decoder: bool = True,
+        use_cache: bool = True,
+        **kwargs,
+    ):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("hidden_size", hidden_size),
+            ("embedding_size", embedding_size),
+            ("encoder_layers", encoder_layers),
+            ("decoder_layers", decoder_layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
+        if luong_score not in LUONG_SCORES:
+            raise ValueError(f"luong_score must be one of {LUONG_SCORES}, got {luong_score!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not init_std > 0:
+            raise ValueError(f"init_std must be positive, got {init_std!r}")
+        if tie_word_embeddings and embedding_size != hidden_size:
+            raise ValueError(
+                f"tie_word_embeddings needs embedding_size ({embedding_size}) == hidden_size ({hidden_size}): "
+                "the output projection re-uses the embedding matrix on hidden_size-dimensional vectors"
+            )
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.embedding_size = embedding_size
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.bidirectional_encoder = bidirectional_encoder
+        self.attention_type = attention_type
+        self.luong_score = luong_score
+        self.dropout = dropout
+        self.init_std = init_std
+        self.share_embeddings = share_embeddings
+        self.tie_word_embeddings = tie_word_embeddings
+        self.use_cache = use_cache
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            decoder_start_token_id=decoder_start_token_id,
+            is_encoder_decoder=is_encoder_decoder,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )

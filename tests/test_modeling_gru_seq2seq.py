@@ -1,0 +1,286 @@
+"""GRU encoder-decoder with attention: attention over the encoder, packing, learning, generation, save/load."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSeq2SeqLM
+from transformers.modeling_outputs import BaseModelOutput
+
+from hf_models.configuration_gru_seq2seq import GRUSeq2SeqConfig
+from hf_models.modeling_gru_seq2seq import GRUDecoderState, GRUSeq2SeqForConditionalGeneration
+
+PAD, BOS, EOS = 0, 1, 2
+VOCAB = 24
+
+# (attention_type, luong_score): both papers' scores, plus Luong's "dot" variant
+ATTENTIONS = [("bahdanau", "general"), ("luong", "general"), ("luong", "dot")]
+ATTENTION_IDS = ["bahdanau", "luong-general", "luong-dot"]
+
+
+def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidden=16, seed=0, **overrides):
+    torch.manual_seed(seed)
+    config = GRUSeq2SeqConfig(
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        embedding_size=hidden,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        attention_type=attention_type,
+        luong_score=luong_score,
+        dropout=0.0,
+        **overrides,
+    )
+    return GRUSeq2SeqForConditionalGeneration(config).eval()
+
+
+# three right-padded sources of lengths 6, 4 and 2 (EOS included)
+SOURCE = torch.tensor(
+    [
+        [5, 6, 7, 8, 9, EOS],
+        [10, 11, 12, EOS, PAD, PAD],
+        [13, EOS, PAD, PAD, PAD, PAD],
+    ]
+)
+SOURCE_MASK = (SOURCE != PAD).long()
+TARGET = torch.tensor([[14, 15, 16, EOS], [17, 18, EOS, -100], [19, 20, 21, EOS]])
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_attention_is_over_encoder_states_and_ignores_padding(attention_type, luong_score):
+    model = make_model(attention_type, luong_score)
+    with torch.no_grad():
+        out = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
+    (weights,) = out.cross_attentions
+    assert weights.shape == (3, 1, TARGET.shape[1], SOURCE.shape[1])  # (batch, 1, tgt, src): over the SOURCE
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 1, TARGET.shape[1]))
+    padded = ~SOURCE_MASK.bool()[:, None, None, :].expand_as(weights)
+    assert torch.all(weights[padded] == 0)
+    assert torch.all(weights[~padded] > 0)
+
+    # the source content matters ...
+    changed_real = SOURCE.clone()
+    changed_real[0, 2] = 20
+    with torch.no_grad():
+        logits_real_changed = model(input_ids=changed_real, attention_mask=SOURCE_MASK, labels=TARGET).logits
+    assert not torch.allclose(logits_real_changed[0], out.logits[0])
+    # ... but whatever lies beyond the mask does not
+    changed_padding = SOURCE.masked_fill(SOURCE_MASK == 0, 23)
+    with torch.no_grad():
+        logits_padding_changed = model(input_ids=changed_padding, attention_mask=SOURCE_MASK, labels=TARGET).logits
+    torch.testing.assert_close(logits_padding_changed, out.logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_padded_batch_equals_each_example_alone(attention_type, luong_score):
+    """Packed sequences: the GRU never runs over padding, so a batch gives each sentence's unpadded result."""
+    model = make_model(attention_type, luong_score)
+    with torch.no_grad():
+        batch = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
+        for i, length in enumerate(SOURCE_MASK.sum(-1).tolist()):
+            alone = model(input_ids=SOURCE[i : i + 1, :length], labels=TARGET[i : i + 1], output_attentions=True)
+            torch.testing.assert_close(batch.logits[i], alone.logits[0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                batch.cross_attentions[0][i, :, :, :length], alone.cross_attentions[0][0], rtol=1e-5, atol=1e-5
+            )
+            torch.testing.assert_close(
+                batch.encoder_last_hidden_state[i, :length], alone.encoder_last_hidden_state[0], rtol=1e-5, atol=1e-5
+            )
+
+
+def test_left_padding_and_empty_sources_are_refused():
+    model = make_model()
+    left_padded = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    with pytest.raises(ValueError, match="right-padded"):
+        model(input_ids=SOURCE[:2, :3], attention_mask=left_padded, labels=TARGET[:2])
+    with pytest.raises(ValueError, match="at least one token"):
+        model(input_ids=SOURCE[:2, :3], attention_mask=torch.tensor([[0, 0, 0], [1, 1, 1]]), labels=TARGET[:2])
+
+
+@pytest.mark.parametrize("attention_type", ["bahdanau", "luong"])
+def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_type):
+    model = make_model(attention_type, layers=1, hidden=32).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(50):
+        loss = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], losses
+    model.eval()
+    generated = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6)
+    assert torch.all(generated[:, 0] == BOS)  # decoder_start_token_id
+    for row, target in zip(generated, TARGET):
+        target = target[target != -100]
+        assert row[1 : 1 + len(target)].tolist() == target.tolist()
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_cached_generation_is_incremental_and_matches_uncached(attention_type, luong_score):
+    model = make_model(attention_type, luong_score, init_std=0.3)  # larger weights: varied, non-trivial outputs
+    decoder_input_lengths = []
+    model.decoder.register_forward_pre_hook(lambda module, args: decoder_input_lengths.append(args[0].shape[1]))
+
+    cached = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, use_cache=True)
+    assert decoder_input_lengths == [1] * 6  # one token per step, the prefix lives in the GRU state
+    decoder_input_lengths.clear()
+    uncached = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, use_cache=False)
+    assert decoder_input_lengths == [1, 2, 3, 4, 5, 6]  # re-runs the decoder over the whole prefix
+    assert torch.equal(cached, uncached)
+    assert len(set(map(tuple, cached.tolist()))) > 1  # the three sources get different outputs
+
+
+@pytest.mark.parametrize("cache_name", ["cache", "past_key_values"])
+def test_decoder_state_is_accepted_under_both_cache_names(cache_name):
+    """transformers 5.24 calls it ``cache``, 5.23 ``past_key_values``: one step from either equals the full pass."""
+    model = make_model("bahdanau", init_std=0.3)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        full = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids)
+        prefix = model(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, :2], use_cache=True
+        )
+        state = prefix.cache if hasattr(prefix, "cache") else prefix.past_key_values
+        assert isinstance(state, GRUDecoderState) and state.get_seq_length() == 2
+        step = model(
+            encoder_outputs=model.get_encoder()(SOURCE, SOURCE_MASK),
+            attention_mask=SOURCE_MASK,
+            decoder_input_ids=decoder_input_ids[:, 2:3],
+            **{cache_name: state},
+        )
+    torch.testing.assert_close(step.logits[:, 0], full.logits[:, 2], rtol=1e-5, atol=1e-5)
+
+
+def test_precomputed_encoder_outputs_as_output_or_tuple():
+    model = make_model("luong", init_std=0.3)
+    encoder = model.get_encoder()
+    with torch.no_grad():
+        expected = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
+        for encoder_outputs in (encoder(SOURCE, SOURCE_MASK), encoder(SOURCE, SOURCE_MASK, return_dict=False)):
+            logits = model(encoder_outputs=encoder_outputs, attention_mask=SOURCE_MASK, labels=TARGET).logits
+            torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+        without_final_state = BaseModelOutput(last_hidden_state=encoder(SOURCE, SOURCE_MASK).last_hidden_state)
+        with pytest.raises(ValueError, match="final_hidden_state"):
+            model(encoder_outputs=without_final_state, attention_mask=SOURCE_MASK, labels=TARGET)
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_beam_search_returns_sorted_hypotheses_and_reorders_the_state(attention_type, luong_score):
+    model = make_model(attention_type, luong_score, init_std=0.3)
+    kwargs = dict(
+        input_ids=SOURCE,
+        attention_mask=SOURCE_MASK,
+        max_new_tokens=6,
+        num_beams=4,
+        num_return_sequences=3,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    cached = model.generate(**kwargs, use_cache=True)
+    assert cached.sequences.shape[0] == 3 * 3
+    scores = cached.sequences_scores.view(3, 3)
+    assert torch.all(scores[:, :-1] >= scores[:, 1:])  # best first, per input
+    assert all(len(set(map(tuple, group.tolist()))) == 3 for group in cached.sequences.view(3, 3, -1))
+    # the same search without the state: only equal if reorder_cache kept each beam's own GRU state
+    uncached = model.generate(**kwargs, use_cache=False)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores)
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    model = make_model("luong", init_std=0.3)
+    kwargs = dict(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, do_sample=True, top_k=0)
+    torch.manual_seed(7)
+    first = model.generate(**kwargs)
+    torch.manual_seed(7)
+    second = model.generate(**kwargs)
+    torch.manual_seed(8)
+    other_seed = model.generate(**kwargs)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other_seed)
+
+
+@pytest.mark.parametrize(
+    ("share_embeddings", "tie_word_embeddings"), [(True, True), (True, False), (False, True), (False, False)]
+)
+def test_save_and_load_give_identical_logits(tmp_path, share_embeddings, tie_word_embeddings):
+    model = make_model(
+        "bahdanau", share_embeddings=share_embeddings, tie_word_embeddings=tie_word_embeddings, init_std=0.3
+    )
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = GRUSeq2SeqForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert (loaded.encoder.embed_tokens is loaded.decoder.embed_tokens) == share_embeddings
+    assert (loaded.lm_head.weight is loaded.decoder.embed_tokens.weight) == tie_word_embeddings
+    with torch.no_grad():
+        expected = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
+        actual = loaded(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_auto_classes_and_remote_code_round_trip(tmp_path):
+    AutoConfig.register(GRUSeq2SeqConfig.model_type, GRUSeq2SeqConfig, exist_ok=True)
+    AutoModelForSeq2SeqLM.register(GRUSeq2SeqConfig, GRUSeq2SeqForConditionalGeneration, exist_ok=True)
+    GRUSeq2SeqConfig.register_for_auto_class()
+    GRUSeq2SeqForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+    model = make_model("luong", init_std=0.3)
+    model.save_pretrained(tmp_path)
+    for module in ("configuration_gru_seq2seq.py", "modeling_gru_seq2seq.py", "seq2seq.py"):
+        assert (tmp_path / module).is_file(), module  # copied so trust_remote_code works without the package
+
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, GRUSeq2SeqForConditionalGeneration)
+    with torch.no_grad():
+        expected = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
+        torch.testing.assert_close(
+            loaded(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits, expected, rtol=0, atol=0
+        )
+    expected_tokens = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=5, num_beams=2)
+
+    # a fresh interpreter that cannot import hf_models loads the folder's own code
+    script = f"""
+import sys, torch
+sys.modules["hf_models"] = None  # make the installed package unimportable
+from transformers import AutoModelForSeq2SeqLM
+model = AutoModelForSeq2SeqLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+source = torch.tensor({SOURCE.tolist()})
+print(model.generate(input_ids=source, attention_mask=(source != 0).long(), max_new_tokens=5, num_beams=2).tolist())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(expected_tokens.tolist())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"attention_type": "dot-product"}, "attention_type"),
+        ({"attention_type": "luong", "luong_score": "concat"}, "luong_score"),
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"embedding_size": -4, "tie_word_embeddings": False}, "embedding_size"),
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"encoder_layers": 0}, "encoder_layers"),
+        ({"decoder_layers": -1}, "decoder_layers"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"hidden_size": 32, "embedding_size": 16, "tie_word_embeddings": True}, "tie_word_embeddings"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        GRUSeq2SeqConfig(**kwargs)
+
+
+def test_config_fields_and_initialisation():
+    config = GRUSeq2SeqConfig(vocab_size=VOCAB, hidden_size=16, embedding_size=16, decoder_layers=3)
+    assert config.is_encoder_decoder and config.num_hidden_layers == 3  # generate() reads num_hidden_layers
+    assert config.bidirectional_encoder and config.attention_type == "bahdanau"
+    model = GRUSeq2SeqForConditionalGeneration(config)
+    recurrent = model.decoder.gru.weight_hh_l0  # (3 * hidden, hidden): orthonormal columns
+    torch.testing.assert_close(recurrent.T @ recurrent, torch.eye(16), rtol=0, atol=1e-5)
+    assert torch.all(model.decoder.gru.bias_ih_l0 == 0)
+    assert torch.all(model.encoder.embed_tokens.weight[PAD] == 0)
+    assert abs(model.encoder.embed_tokens.weight[1:].std().item() - config.init_std) < 0.03
