@@ -105,7 +105,7 @@ def train_translation_tokenizer(
 
 def translation_texts(dataset: datasets.Dataset, languages: tuple[str, str]) -> Iterator[str]:
     """Source and target sentence of every pair, in dataset order (the order matters for reproducibility)."""
-    for pair in dataset["translation"]:
+    for pair in dataset["translation"][:]:  # [:] reads the column at once, not row by row
         for language in languages:
             yield pair[language]
 
@@ -115,7 +115,7 @@ def tokenizer_stats(tokenizer: PreTrainedTokenizerFast, dataset: datasets.Datase
     byte_ids = set(tokenizer.convert_tokens_to_ids(BYTE_TOKENS))
     stats = {"sentences": len(dataset)}
     for language in languages:
-        sentences = [pair[language] for pair in dataset["translation"]]
+        sentences = [pair[language] for pair in dataset["translation"][:]]
         encoded = tokenizer(sentences, add_special_tokens=False)["input_ids"]
         total = sum(map(len, encoded))
         stats[language] = {

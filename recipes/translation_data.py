@@ -87,12 +87,13 @@ def _build_dataset(
     name: str,
     languages: tuple[str, str],
     expected: str,
+    unit: str,
     normalize_chinese: str | None,
     unicode_normalization: str | None,
 ) -> datasets.Dataset:
     """Turn ``(line number, pair or None, other columns)`` rows into a dataset.
 
-    A row without a pair, or with an empty side, is skipped and counted; the count and the first line numbers go
+    A row without a pair, or with an empty side, is skipped and counted; the count and the first row numbers go
     into ONE warning, so a damaged corpus is noticed without flooding the log.
     """
     columns = defaultdict(list)
@@ -113,11 +114,11 @@ def _build_dataset(
     if malformed:
         shown = ", ".join(map(str, malformed[:MAX_REPORTED_LINES])) + (", ..." if len(malformed) > MAX_REPORTED_LINES else "")
         logger.warning(
-            "Skipped %d malformed line(s) of %s (expected %s with non-empty fields); first line numbers: %s",
-            len(malformed), name, expected, shown,
+            "Skipped %d malformed %ss of %s (expected %s); first %s numbers: %s",
+            len(malformed), unit, name, expected, unit, shown,
         )
     if not columns:
-        raise ValueError(f"{name} holds no valid {expected} line")
+        raise ValueError(f"{name} holds no valid {unit} (expected {expected})")
     return datasets.Dataset.from_dict(dict(columns))
 
 
@@ -169,7 +170,8 @@ def load_tatoeba(
                 _tsv_rows(lines, name, ("en", "zh"), third_column="attribution"),
                 name=name,
                 languages=("en", "zh"),
-                expected="'English<TAB>Chinese<TAB>attribution'",
+                expected="'English<TAB>Chinese<TAB>attribution', every field non-empty",
+                unit="line",
                 normalize_chinese=normalize_chinese,
                 unicode_normalization=unicode_normalization,
             )
@@ -194,7 +196,7 @@ def split_translation_dataset(
     test stays a fair test). Rows keep their original order inside each split.
     """
     groups: dict[str, list[int]] = {}
-    for index, pair in enumerate(dataset["translation"]):
+    for index, pair in enumerate(dataset["translation"][:]):  # [:] reads the column at once, not row by row
         groups.setdefault(pair[source_lang], []).append(index)
     group_list = list(groups.values())
     wanted = {"test": test_size, "validation": validation_size}
@@ -213,22 +215,17 @@ def split_translation_dataset(
 
 
 def _json_rows(path: Path, languages: tuple[str, str]) -> Iterator[tuple[int, dict, dict]]:
-    """Rows of a JSON (lines) file with a ``translation`` field; a missing or non-text language is an error."""
-    dataset = datasets.load_dataset("json", data_files=str(path), split="train")
-    feature = dataset.features.get("translation")
-    if not isinstance(feature, dict):
-        raise ValueError(
-            f"{path}: every record needs a 'translation' object like {{\"{languages[0]}\": ..., \"{languages[1]}\": ...}}; "
-            f"found fields {dataset.column_names}"
-        )
-    for language in languages:
-        if getattr(feature.get(language), "dtype", None) not in ("string", "large_string"):
-            raise ValueError(f"{path}: field 'translation.{language}' is missing or not text (found {dict(feature)})")
-    for number, record in enumerate(dataset, start=1):
-        pair = record.pop("translation")
+    """Records of a JSON (lines) file; a record without a text ``translation.<language>`` is an error, not a skip."""
+    for number, record in enumerate(datasets.load_dataset("json", data_files=str(path), split="train"), start=1):
+        pair = record.pop("translation", None)
+        if not isinstance(pair, dict):
+            raise ValueError(
+                f"{path}: every record needs a 'translation' object like "
+                f'{{"{languages[0]}": ..., "{languages[1]}": ...}}; record {number} has fields {sorted(record)}'
+            )
         for language in languages:
-            if pair[language] is None:
-                raise ValueError(f"{path}: record {number} has no field 'translation.{language}'")
+            if not isinstance(pair.get(language), str):
+                raise ValueError(f"{path}: record {number} has no text field 'translation.{language}' (found {pair})")
         yield number, pair, record
 
 
@@ -261,10 +258,10 @@ def load_parallel_files(
         suffix = path.suffix.lower()
         if suffix in JSON_SUFFIXES:
             rows = _json_rows(path, languages)
-            expected = f"records with 'translation.{source_lang}' and 'translation.{target_lang}'"
+            expected, unit = f"non-empty 'translation.{source_lang}' and 'translation.{target_lang}'", "record"
         elif suffix in TSV_SUFFIXES:
             rows = _tsv_file_rows(path, languages)
-            expected = f"'{source_lang}<TAB>{target_lang}' lines"
+            expected, unit = f"'{source_lang}<TAB>{target_lang}[<TAB>anything]', both sides non-empty", "line"
         else:
             raise ValueError(f"{split} file {path}: unsupported extension {path.suffix!r}; use one of {JSON_SUFFIXES + TSV_SUFFIXES}")
         splits[split] = _build_dataset(
@@ -272,6 +269,7 @@ def load_parallel_files(
             name=str(path),
             languages=languages,
             expected=expected,
+            unit=unit,
             normalize_chinese=normalize_chinese,
             unicode_normalization=unicode_normalization,
         )
