@@ -138,11 +138,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vocab_size", type=int, default=SETTINGS["vocab_size"])
     parser.add_argument("--model_max_length", type=int, default=SETTINGS["model_max_length"])
     args = parser.parse_args(argv)
+    if args.validation_file and not args.train_file:
+        parser.error("--validation_file goes with --train_file (Tatoeba's validation split is built in)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     languages = (args.source_lang, args.target_lang)
     if args.train_file:
-        splits = load_parallel_files(args.train_file, args.validation_file, source_lang=args.source_lang, target_lang=args.target_lang)
+        splits = load_parallel_files(
+            args.train_file, args.validation_file, source_lang=args.source_lang, target_lang=args.target_lang
+        )
     else:
         splits = split_translation_dataset(load_tatoeba(args.data_dir))
     tokenizer = train_translation_tokenizer(

@@ -36,7 +36,7 @@ TATOEBA_ZIP = Path("tatoeba_cmn_eng") / "cmn-eng.zip"
 TATOEBA_MEMBER = "cmn.txt"
 JSON_SUFFIXES = (".json", ".jsonl")
 TSV_SUFFIXES = (".tsv", ".txt")
-MAX_REPORTED_LINES = 5  # how many malformed line numbers a warning quotes
+MAX_REPORTED_ROWS = 5  # how many malformed line/record numbers a warning quotes
 
 
 @functools.cache
@@ -91,7 +91,7 @@ def _build_dataset(
     normalize_chinese: str | None,
     unicode_normalization: str | None,
 ) -> datasets.Dataset:
-    """Turn ``(line number, pair or None, other columns)`` rows into a dataset.
+    """Turn ``(row number, pair or None, other columns)`` rows into a dataset.
 
     A row without a pair, or with an empty side, is skipped and counted; the count and the first row numbers go
     into ONE warning, so a damaged corpus is noticed without flooding the log.
@@ -112,7 +112,7 @@ def _build_dataset(
         for key, value in other_columns.items():
             columns[key].append(value)
     if malformed:
-        shown = ", ".join(map(str, malformed[:MAX_REPORTED_LINES])) + (", ..." if len(malformed) > MAX_REPORTED_LINES else "")
+        shown = ", ".join(map(str, malformed[:MAX_REPORTED_ROWS])) + (", ..." if len(malformed) > MAX_REPORTED_ROWS else "")
         logger.warning(
             "Skipped %d malformed %ss of %s (expected %s); first %s numbers: %s",
             len(malformed), unit, name, expected, unit, shown,
@@ -188,7 +188,7 @@ def split_translation_dataset(
     """Split into train/validation/test with no source sentence in two splits, and exact eval sizes.
 
     Tatoeba often gives one English sentence several Chinese translations. Splitting pairs at random would put
-    ``"I'm fine." → 我很好。`` in train and ``"I'm fine." → 我很好啊。`` in test, so test BLEU would reward memorising.
+    ``"Goodbye!" → 再见!`` in train and ``"Goodbye!" → 告辞!`` in test, so test BLEU would reward memorising.
     Pairs are therefore grouped by their exact source text, and whole groups are dealt out in a seeded random
     order: a group goes to test if it fits in what test still lacks, else to validation if it fits there, else to
     train. Because most groups are single pairs, test and validation end up with exactly the requested number of
@@ -263,7 +263,9 @@ def load_parallel_files(
             rows = _tsv_file_rows(path, languages)
             expected, unit = f"'{source_lang}<TAB>{target_lang}[<TAB>anything]', both sides non-empty", "line"
         else:
-            raise ValueError(f"{split} file {path}: unsupported extension {path.suffix!r}; use one of {JSON_SUFFIXES + TSV_SUFFIXES}")
+            raise ValueError(
+                f"{split} file {path}: unsupported extension {path.suffix!r}; use one of {JSON_SUFFIXES + TSV_SUFFIXES}"
+            )
         splits[split] = _build_dataset(
             rows,
             name=str(path),
