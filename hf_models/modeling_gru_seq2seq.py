@@ -152,7 +152,7 @@ class BahdanauAttention(nn.Module):
         return self.key_projection(encoder_hidden_states)
 
     def forward(self, query, keys, encoder_hidden_states, encoder_attention_mask):
-        """``query`` ``(batch, tgt, hidden)``, ``keys`` from ``project_keys`` -> context and weights (see ``attend``)."""
+        """``query`` ``(batch, tgt, hidden)``, ``keys`` from ``project_keys``: context and weights, see ``attend``."""
         scores = self.energy(torch.tanh(self.query_projection(query)[:, :, None, :] + keys[:, None, :, :]))
         return attend(scores.squeeze(-1), encoder_hidden_states, encoder_attention_mask)
 
@@ -171,7 +171,7 @@ class LuongAttention(nn.Module):
         return self.key_projection(encoder_hidden_states)
 
     def forward(self, query, keys, encoder_hidden_states, encoder_attention_mask):
-        """``query`` ``(batch, tgt, hidden)``, ``keys`` from ``project_keys`` -> context and weights (see ``attend``)."""
+        """``query`` ``(batch, tgt, hidden)``, ``keys`` from ``project_keys``: context and weights, see ``attend``."""
         return attend(query @ keys.transpose(1, 2), encoder_hidden_states, encoder_attention_mask)
 
 
@@ -317,6 +317,14 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
     def get_output_embeddings(self):
         return self.lm_head
 
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """One ``vocab_size`` for both sides: an unshared decoder embedding is resized with the encoder's."""
+        if not self.config.share_embeddings:
+            self.decoder.embed_tokens = self._get_resized_embeddings(
+                self.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of, mean_resizing
+            )
+        return super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
@@ -342,7 +350,7 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
         ``use_cache`` it comes back in the output under the same name. ``cross_attentions`` (with
         ``output_attentions``) is a 1-tuple of ``(batch, 1, tgt_len, src_len)`` weights over the source tokens.
         """
-        cache = pop_cache(kwargs)
+        state = pop_cache(kwargs)
         if kwargs:
             raise TypeError(f"{type(self).__name__}.forward() got unexpected arguments: {sorted(kwargs)}")
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
@@ -371,14 +379,14 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
         if attention_mask is None:
             attention_mask = torch.ones(encoder_hidden_states.shape[:2], device=encoder_hidden_states.device)
 
-        if cache is None:
+        if state is None:  # first step: start from the encoder's final states
             if getattr(encoder_outputs, "final_hidden_state", None) is None:
                 raise ValueError(
                     "encoder_outputs must come from GRUSeq2SeqEncoder: the decoder starts from its final_hidden_state"
                 )
-            cache = self.decoder.initial_state(encoder_outputs.final_hidden_state, encoder_hidden_states)
-        attentional, cross_attention, cache, decoder_hidden_states = self.decoder(
-            decoder_input_ids, encoder_hidden_states, attention_mask, cache
+            state = self.decoder.initial_state(encoder_outputs.final_hidden_state, encoder_hidden_states)
+        attentional, cross_attention, state, decoder_hidden_states = self.decoder(
+            decoder_input_ids, encoder_hidden_states, attention_mask, state
         )
         logits = self.lm_head(attentional)
         loss = seq2seq_lm_loss(logits, labels) if labels is not None else None
@@ -390,6 +398,6 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
             cross_attentions=(cross_attention[:, None],) if output_attentions else None,
             encoder_last_hidden_state=encoder_hidden_states,
             encoder_hidden_states=getattr(encoder_outputs, "hidden_states", None),
-            **{CACHE_FIELD: cache if use_cache else None},
+            **{CACHE_FIELD: state if use_cache else None},
         )
         return output if return_dict else output.to_tuple()

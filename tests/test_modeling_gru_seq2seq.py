@@ -284,3 +284,16 @@ def test_config_fields_and_initialisation():
     assert torch.all(model.decoder.gru.bias_ih_l0 == 0)
     assert torch.all(model.encoder.embed_tokens.weight[PAD] == 0)
     assert abs(model.encoder.embed_tokens.weight[1:].std().item() - config.init_std) < 0.03
+
+
+@pytest.mark.parametrize(
+    ("share_embeddings", "tie_word_embeddings"), [(True, True), (False, True), (False, False)]
+)
+def test_resize_token_embeddings_keeps_one_vocabulary(share_embeddings, tie_word_embeddings):
+    model = make_model(share_embeddings=share_embeddings, tie_word_embeddings=tie_word_embeddings)
+    model.resize_token_embeddings(VOCAB + 6)
+    for weight in (model.encoder.embed_tokens.weight, model.decoder.embed_tokens.weight, model.lm_head.weight):
+        assert weight.shape[0] == VOCAB + 6
+    assert (model.lm_head.weight is model.decoder.embed_tokens.weight) == tie_word_embeddings
+    logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
+    assert logits.shape[-1] == VOCAB + 6
