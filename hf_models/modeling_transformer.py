@@ -124,6 +124,9 @@ class TransformerPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     _supports_sdpa = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
+    # forward() computes a mean loss and takes **kwargs; without this Trainer would pass num_items_in_batch and skip
+    # dividing the loss by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

@@ -11,7 +11,7 @@ train_translation() {  # arch, extra flags...
   local arch=$1; shift
   "$BIN/accelerate" launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
     recipes/train_translation.py --arch "$arch" --model_size small --data_dir "$DATA_DIR" \
-    --output_dir "$OUTPUTS/demo_translation_$arch" --overwrite_output_dir --use_cpu \
+    --output_dir "$OUTPUTS/demo_translation_$arch" --use_cpu \
     --per_device_train_batch_size 64 --per_device_eval_batch_size 128 --eval_strategy no --save_strategy no \
     --logging_steps 50 --report_to none --seed 42 "$@"
 }

@@ -177,7 +177,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer)
         config._attn_implementation = model_args.attn_implementation
     model = model_class(config)
     model.generation_config = GenerationConfig(
-        max_new_tokens=data_args.max_target_length,
+        max_length=data_args.max_target_length + 1,  # the decoder start token + the longest target
         num_beams=data_args.test_num_beams,
         decoder_start_token_id=config.decoder_start_token_id,
         bos_token_id=config.bos_token_id,
@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         return [pair[data_args.target_lang] for pair in splits[split]["translation"]]
 
     training_args.generation_num_beams = training_args.generation_num_beams or 1  # greedy during validation
+    training_args.generation_max_length = training_args.generation_max_length or model.generation_config.max_length
     trainer = Seq2SeqTrainer(
         model=model,
         args=training_args,
