@@ -5,12 +5,12 @@ marks each class for ``register_for_auto_class`` so that ``save_pretrained`` cop
 (the checkpoint then loads with ``trust_remote_code=True`` on a machine without this package).
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
 from .configuration_gru_seq2seq import GRUSeq2SeqConfig
 from .configuration_transformer import TransformerConfig
 from .modeling_gru_seq2seq import GRUSeq2SeqForConditionalGeneration
-from .modeling_transformer import TransformerForConditionalGeneration, TransformerModel
+from .modeling_transformer import TransformerForConditionalGeneration, TransformerForSequenceClassification, TransformerModel
 from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "TransformerConfig",
     "TransformerModel",
     "TransformerForConditionalGeneration",
+    "TransformerForSequenceClassification",
     "TranslationPipeline",
     "save_for_translation",
 ]
@@ -34,6 +35,9 @@ for config_class, model_class, seq2seq_class in (
     if model_class is not None:
         AutoModel.register(config_class, model_class)
         model_class.register_for_auto_class("AutoModel")
+
+AutoModelForSequenceClassification.register(TransformerConfig, TransformerForSequenceClassification)
+TransformerForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 # transformers 5 has no "translation" task; registering lets Pipeline.save_pretrained / push_to_hub write the
 # custom_pipelines entry that makes pipeline("translation", model=folder, trust_remote_code=True) work.

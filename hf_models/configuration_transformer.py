@@ -5,6 +5,7 @@ from transformers import PreTrainedConfig
 from .attention import ATTENTION_TYPES
 
 ACTIVATIONS = ("relu", "gelu")
+CLASSIFIER_POOLINGS = ("cls", "mean")
 
 
 class TransformerConfig(PreTrainedConfig):
@@ -31,6 +32,10 @@ class TransformerConfig(PreTrainedConfig):
         tie_word_embeddings: the output projection re-uses the decoder embedding matrix.
         attention_type: ``"softmax"``; the score function of every attention layer.
         init_std: std of the normal initialisation of embeddings (Linear layers use Xavier uniform).
+        classifier_pooling: how ``TransformerForSequenceClassification`` turns the encoder states into one vector:
+            ``"mean"`` (average over the real tokens, padding excluded) or ``"cls"`` (the state of the first token,
+            the ``[CLS]`` that the classification tokenizer prepends).
+        classifier_dropout: dropout on the pooled vector before the classifier; ``None`` uses ``dropout``.
     """
 
     model_type = "vaswani_transformer"
@@ -57,6 +62,8 @@ class TransformerConfig(PreTrainedConfig):
         tie_word_embeddings: bool = True,
         attention_type: str = "softmax",
         init_std: float | None = None,
+        classifier_pooling: str = "mean",
+        classifier_dropout: float | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -84,6 +91,10 @@ class TransformerConfig(PreTrainedConfig):
             )
         if attention_type not in ATTENTION_TYPES:
             raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
+        if classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
+        if classifier_dropout is not None and not 0.0 <= classifier_dropout < 1.0:
+            raise ValueError(f"classifier_dropout must be None or in [0, 1), got {classifier_dropout!r}")
         if activation_function not in ACTIVATIONS:
             raise ValueError(f"activation_function must be one of {ACTIVATIONS}, got {activation_function!r}")
         for name, value in (
@@ -111,6 +122,8 @@ class TransformerConfig(PreTrainedConfig):
         self.tie_word_embeddings = tie_word_embeddings
         self.attention_type = attention_type
         self.init_std = init_std if init_std is not None else hidden_size**-0.5
+        self.classifier_pooling = classifier_pooling
+        self.classifier_dropout = classifier_dropout
         self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,

@@ -3,7 +3,8 @@
 Read top to bottom: the position-wise feed-forward network (section 3.3), the encoder and decoder layers
 (section 3.1, post-LN as in the paper or pre-LN), the stacks with scaled embeddings plus sinusoidal positions
 (sections 3.4, 3.5), the bare encoder-decoder, and the model with a language-modelling head that
-``generate()`` drives with an encoder-decoder key/value cache.
+``generate()`` drives with an encoder-decoder key/value cache; last, the encoder alone with a pooled
+classification head.
 """
 
 import math
@@ -19,6 +20,7 @@ from transformers.modeling_outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
+    SequenceClassifierOutput,
 )
 
 from .attention import MultiHeadAttention, build_attention_mask
@@ -458,5 +460,75 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
             **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+        )
+        return output if return_dict else output.to_tuple()
+
+
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Average of ``(batch, length, hidden)`` states over the positions where ``attention_mask`` is 1, so padding
+    never changes the result; a row with no real token gives zeros instead of NaN."""
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class TransformerForSequenceClassification(TransformerPreTrainedModel):
+    """The Transformer encoder with a pooled linear classifier: text classification, multi-label or regression.
+
+    The encoder states are pooled into one vector per text (``config.classifier_pooling``: masked mean over the
+    real tokens, or the first token, which the classification tokenizer makes ``[CLS]``), passed through dropout
+    (``config.classifier_dropout``) and one linear layer to ``config.num_labels`` logits. With ``encoder_layers=0``
+    and post-LN (so no final LayerNorm) this is exactly the bag-of-embeddings baseline: token embedding +
+    sinusoidal positions, mean over the positions, linear layer.
+
+    ``labels``: class ids ``(batch,)`` for single-label classification, 0/1 floats ``(batch, num_labels)`` for
+    multi-label, floats for regression; ``config.problem_type`` picks the loss (inferred from ``num_labels`` and the
+    labels' dtype when unset, as in every transformers classifier).
+    """
+
+    base_model_prefix = "encoder"
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        self.encoder = TransformerEncoder(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        return_dict=True,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        outputs = self.encoder(
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden_states = outputs.last_hidden_state
+        if self.config.classifier_pooling == "cls":
+            pooled = hidden_states[:, 0]
+        else:
+            pooled = masked_mean(hidden_states, attention_mask)
+        logits = self.classifier(self.dropout(pooled))
+        loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config) if labels is not None else None
+        output = SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
         return output if return_dict else output.to_tuple()
