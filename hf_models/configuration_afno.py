@@ -1,0 +1,46 @@
+"""Configuration of the Adaptive Fourier Neural Operator (AFNO) of Guibas et al. (2022), "Adaptive Fourier Neural
+Operators: Efficient Token Mixers for Transformers"."""
+
+from .configuration_vision import PatchImageConfig, check_positive_int
+
+
+class AFNOConfig(PatchImageConfig):
+    """AFNO: the token mixer is a 2-layer complex MLP applied to every Fourier mode of the token grid, with
+    block-diagonal weights shared across modes, soft-thresholding for sparsity and optional truncation of high modes.
+
+    Defaults: hidden 384, 12 layers, 8 blocks at 224 pixels, patch 16. Besides the fields of ``PatchImageConfig``:
+
+    Args:
+        num_blocks: the channels are split into this many blocks, each mixed by its own complex weight matrices
+            (block-diagonal weights); must divide ``hidden_size``.
+        hidden_size_factor: the spectral MLP's inner width per block is ``hidden_size_factor * block size``.
+        sparsity_threshold: lambda of the soft-shrink applied to the real and imaginary parts of the mixed modes;
+            0 disables it.
+        hard_thresholding_fraction: fraction of the lowest frequencies kept along each axis (1.0 keeps all); the
+            others are set to zero without being computed.
+    """
+
+    model_type = "afno"
+
+    def __init__(
+        self,
+        hidden_size: int = 384,
+        num_blocks: int = 8,
+        hidden_size_factor: int = 1,
+        sparsity_threshold: float = 0.01,
+        hard_thresholding_fraction: float = 1.0,
+        **kwargs,
+    ):
+        check_positive_int("num_blocks", num_blocks)
+        check_positive_int("hidden_size_factor", hidden_size_factor)
+        if isinstance(hidden_size, int) and hidden_size % num_blocks != 0:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_blocks ({num_blocks})")
+        if not isinstance(sparsity_threshold, (int, float)) or sparsity_threshold < 0:
+            raise ValueError(f"sparsity_threshold must be >= 0, got {sparsity_threshold!r}")
+        if not isinstance(hard_thresholding_fraction, (int, float)) or not 0 < hard_thresholding_fraction <= 1:
+            raise ValueError(f"hard_thresholding_fraction must be in (0, 1], got {hard_thresholding_fraction!r}")
+        self.num_blocks = num_blocks
+        self.hidden_size_factor = hidden_size_factor
+        self.sparsity_threshold = float(sparsity_threshold)
+        self.hard_thresholding_fraction = float(hard_thresholding_fraction)
+        super().__init__(hidden_size=hidden_size, **kwargs)

@@ -1,0 +1,101 @@
+"""The configuration fields ViT, GFNet and AFNO share: image and patch geometry, width, depth, MLP, regularisation.
+
+Each family's configuration subclasses ``PatchImageConfig`` and adds only what its token mixer needs (attention
+heads for ViT, Fourier blocks and thresholds for AFNO), so the shared fields are validated once and named alike.
+"""
+
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_probability(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+class PatchImageConfig(PreTrainedConfig):
+    """Fields of an isotropic patch-based image classifier: the image is cut into ``patch_size`` x ``patch_size``
+    patches, each projected to ``hidden_size`` features, and ``num_hidden_layers`` pre-LayerNorm blocks (token mixer,
+    then MLP) process the grid of patch tokens.
+
+    Args:
+        image_size: side of the (square) training image in pixels; must be a multiple of ``patch_size``. Other sizes
+            work with ``interpolate_pos_encoding=True`` (positions and Fourier filters are resized).
+        patch_size: side of a square patch in pixels.
+        num_channels: channels of ``pixel_values`` (1 for grayscale, 3 for RGB).
+        hidden_size: width of every token.
+        num_hidden_layers: number of blocks.
+        mlp_ratio: the MLP's inner width is ``round(hidden_size * mlp_ratio)``.
+        hidden_act: MLP activation (any name of ``transformers.activations.ACT2FN``; the papers use ``"gelu"``).
+        hidden_dropout_prob: dropout on embeddings and inside the MLP.
+        drop_path_rate: stochastic-depth rate of the LAST block; block i drops with ``rate * i / (depth - 1)``.
+        layer_norm_eps: epsilon of every LayerNorm.
+        initializer_range: std of the truncated-normal initialisation of linear/conv weights and embeddings.
+        num_labels / id2label / label2id / problem_type: the classification head, as for every transformers model.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        patch_size: int = 16,
+        num_channels: int = 3,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        mlp_ratio: float = 4.0,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_norm_eps: float = 1e-6,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        for name, value in (
+            ("image_size", image_size),
+            ("patch_size", patch_size),
+            ("num_channels", num_channels),
+            ("hidden_size", hidden_size),
+            ("num_hidden_layers", num_hidden_layers),
+        ):
+            check_positive_int(name, value)
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}): the image is cut into "
+                "whole patches"
+            )
+        if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0 or round(hidden_size * mlp_ratio) < 1:
+            raise ValueError(f"mlp_ratio must be positive (at least one MLP unit), got {mlp_ratio!r}")
+        if hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act must be an activation name of transformers' ACT2FN, got {hidden_act!r}")
+        check_probability("hidden_dropout_prob", hidden_dropout_prob)
+        check_probability("drop_path_rate", drop_path_rate)
+        if not layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be positive, got {layer_norm_eps!r}")
+        if not initializer_range > 0:
+            raise ValueError(f"initializer_range must be positive, got {initializer_range!r}")
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.num_channels = num_channels
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.mlp_ratio = float(mlp_ratio)
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+    @property
+    def intermediate_size(self) -> int:
+        """Inner width of the MLP (derived, so it cannot disagree with ``mlp_ratio``)."""
+        return round(self.hidden_size * self.mlp_ratio)
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side of a training image."""
+        return self.image_size // self.patch_size

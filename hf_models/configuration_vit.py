@@ -1,0 +1,30 @@
+"""Configuration of the Vision Transformer (ViT) of Dosovitskiy et al. (2021), "An Image is Worth 16x16 Words"."""
+
+from .configuration_vision import PatchImageConfig, check_positive_int, check_probability
+
+
+class VisionTransformerConfig(PatchImageConfig):
+    """ViT: a CLS token and learned positions in front of pre-LN multi-head self-attention blocks.
+
+    Defaults are ViT-Base/16 at 224 pixels (hidden 768, 12 layers, 12 heads, MLP ratio 4). Besides the fields of
+    ``PatchImageConfig``:
+
+    Args:
+        num_attention_heads: heads per attention layer; must divide ``hidden_size``.
+        attention_dropout: dropout on the attention weights.
+    """
+
+    model_type = "hfm_vit"  # "vit" is transformers' own ViT
+
+    def __init__(self, num_attention_heads: int = 12, attention_dropout: float = 0.0, **kwargs):
+        check_positive_int("num_attention_heads", num_attention_heads)
+        check_probability("attention_dropout", attention_dropout)
+        hidden_size = kwargs.get("hidden_size", 768)
+        if isinstance(hidden_size, int) and hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}): "
+                "every head gets hidden_size / num_attention_heads features"
+            )
+        self.num_attention_heads = num_attention_heads
+        self.attention_dropout = attention_dropout
+        super().__init__(**kwargs)

@@ -1,0 +1,240 @@
+"""Building blocks the image models (ViT, GFNet, AFNO) share, written once.
+
+All three are isotropic: a patch embedding turns the image into a grid of tokens, positions are added, and a stack
+of identical pre-LayerNorm blocks alternates a *token mixer* (attention for ViT, a Fourier-domain filter for GFNet and
+AFNO) with a per-token MLP. Only the token mixer differs, so a family is its mixer plus a few lines of glue.
+"""
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+
+
+class PatchEmbedding(nn.Module):
+    """Cuts the image into non-overlapping ``patch_size`` x ``patch_size`` patches and projects each linearly to
+    ``hidden_size`` features. A convolution with kernel = stride = patch size IS that per-patch linear map, done in
+    one call. Returns the grid channels-last: ``(batch, height / patch, width / patch, hidden)``."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.dim() != 4:
+            raise ValueError(f"pixel_values must be (batch, channels, height, width), got shape {tuple(pixel_values.shape)}")
+        _, channels, height, width = pixel_values.shape
+        if channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels but the model expects num_channels={self.num_channels}"
+            )
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"image size {height}x{width} is not a multiple of patch_size={self.patch_size}; resize it first "
+                "(the image processor does)"
+            )
+        return self.projection(pixel_values).permute(0, 2, 3, 1)
+
+
+def resize_grid(grid: torch.Tensor, height: int, width: int, mode: str = "bicubic") -> torch.Tensor:
+    """Resizes a channels-last ``(h, w, channels)`` table (learned positions, filter responses) to
+    ``(height, width, channels)`` by interpolation; returned unchanged when the size already matches."""
+    if grid.shape[:2] == (height, width):
+        return grid
+    resized = nn.functional.interpolate(
+        grid.permute(2, 0, 1).unsqueeze(0), size=(height, width), mode=mode, align_corners=False
+    )
+    return resized.squeeze(0).permute(1, 2, 0)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): in training, drops a residual branch for whole samples with probability
+    ``drop_prob`` and scales the kept ones by ``1 / (1 - drop_prob)``, so the expectation is unchanged."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return hidden_states
+        keep_prob = 1.0 - self.drop_prob
+        shape = (hidden_states.shape[0],) + (1,) * (hidden_states.dim() - 1)
+        mask = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+        return hidden_states * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+def drop_path_rates(config) -> list[float]:
+    """The linear stochastic-depth schedule of DeiT/GFNet: 0 for the first block, ``drop_path_rate`` for the last."""
+    depth = config.num_hidden_layers
+    return [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+
+
+class Mlp(nn.Module):
+    """Per-token MLP: Linear -> activation -> dropout -> Linear -> dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
+
+
+class MixerBlock(nn.Module):
+    """One pre-LayerNorm block around a token mixer.
+
+    ``mixer_residual=True`` (ViT, AFNO): ``x = x + DropPath(Mixer(LN(x)))`` then ``x = x + DropPath(MLP(LN(x)))``.
+    ``mixer_residual=False`` (GFNet, as in its paper's code): one residual around both,
+    ``x = x + DropPath(MLP(LN(Mixer(LN(x)))))``.
+
+    A token mixer maps normalised tokens to ``(mixed tokens, attention weights or None)`` and keeps their shape.
+    """
+
+    def __init__(self, config, token_mixer: nn.Module, drop_path: float, mixer_residual: bool = True):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.token_mixer = token_mixer
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = Mlp(config)
+        self.drop_path = DropPath(drop_path)
+        self.mixer_residual = mixer_residual
+
+    def forward(self, hidden_states: torch.Tensor, **mixer_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mixed, weights = self.token_mixer(self.norm1(hidden_states), **mixer_kwargs)
+        if self.mixer_residual:
+            hidden_states = hidden_states + self.drop_path(mixed)
+            return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states))), weights
+        return hidden_states + self.drop_path(self.mlp(self.norm2(mixed))), weights
+
+
+@torch.no_grad()
+def init_patch_model_weights(module: nn.Module, std: float) -> None:
+    """Initialisation of ViT/DeiT/GFNet: truncated normal (std ``initializer_range``) for linear and patch
+    projections, zero biases, unit LayerNorms. Family-specific parameters (positions, filters) are initialised by
+    each family's ``_init_weights``."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        init.trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+
+
+class FourierGridEncoder(nn.Module):
+    """The body GFNet and AFNO share (GFNet's isotropic model): patch embedding + learned positions, blocks that mix
+    tokens with ``make_mixer(config)``, a final LayerNorm and global average pooling over the tokens.
+
+    Images of another size than ``config.image_size`` need ``interpolate_pos_encoding=True``: the position table is
+    resized bicubically, and the Fourier mixers adapt to the new grid themselves.
+    """
+
+    def __init__(self, config, make_mixer, mixer_residual: bool):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = PatchEmbedding(config)
+        self.position_embeddings = nn.Parameter(torch.zeros(config.grid_size, config.grid_size, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(
+            MixerBlock(config, make_mixer(config), rate, mixer_residual) for rate in drop_path_rates(config)
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool = False,
+        interpolate_pos_encoding: bool = False,
+    ) -> BaseModelOutputWithPooling:
+        check_image_size(pixel_values, self.config.image_size, interpolate_pos_encoding)
+        hidden_states = self.patch_embeddings(pixel_values)
+        height, width = hidden_states.shape[1:3]
+        hidden_states = self.dropout(hidden_states + resize_grid(self.position_embeddings, height, width))
+        all_hidden_states = (hidden_states.flatten(1, 2),) if output_hidden_states else None
+        for layer in self.layers:
+            hidden_states, _ = layer(hidden_states)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states.flatten(1, 2),)
+        sequence_output = self.layernorm(hidden_states.flatten(1, 2))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=sequence_output.mean(dim=1),
+            hidden_states=all_hidden_states,
+        )
+
+
+class FourierGridModelMixin:
+    """``forward`` of ``GFNetModel`` and ``AFNOModel``: both are a ``FourierGridEncoder`` held as ``self.encoder``.
+    ``output_attentions`` is accepted for API compatibility; Fourier mixers have no attention weights."""
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.patch_embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        if pixel_values is None:
+            raise ValueError("pixel_values is required")
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        pixel_values = pixel_values.to(self.encoder.patch_embeddings.projection.weight.dtype)
+        output = self.encoder(pixel_values, output_hidden_states, interpolate_pos_encoding)
+        return output if return_dict else output.to_tuple()
+
+
+def check_image_size(pixel_values: torch.Tensor, image_size: int, interpolate_pos_encoding: bool) -> None:
+    """Images of another size than the training size are an error unless the caller asks for interpolation."""
+    height, width = pixel_values.shape[-2:]
+    if not interpolate_pos_encoding and (height, width) != (image_size, image_size):
+        raise ValueError(
+            f"input image size ({height}x{width}) differs from the model's image_size ({image_size}x{image_size}); "
+            "pass interpolate_pos_encoding=True to resize the position embeddings (and Fourier filters)"
+        )
+
+
+class ImageClassificationMixin:
+    """``forward`` of every ``...ForImageClassification`` here: the base model's pooled features (CLS token for ViT,
+    token mean for GFNet/AFNO) -> dropout -> ``self.classifier``; ``labels`` give a loss chosen by
+    ``config.problem_type`` (cross-entropy, BCE-with-logits or MSE) through transformers' ``self.loss_function``."""
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.base_model(
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = self.loss_function(labels, logits, self.config) if labels is not None else None
+        output = ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict else output.to_tuple()

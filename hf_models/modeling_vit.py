@@ -1,0 +1,133 @@
+"""The Vision Transformer (ViT) of Dosovitskiy et al. (2021), "An Image is Worth 16x16 Words", as a Hugging Face model.
+
+Read top to bottom: embeddings (patches + CLS token + learned positions, resized bicubically for other image sizes),
+the bare model (pre-LN blocks of the package's shared multi-head attention and MLP, final LayerNorm; the pooled
+output is the CLS token), and the image classifier. Parameter layout mirrors transformers' ``ViTModel`` closely
+enough that ``convert_vit_from_transformers.py`` maps its checkpoints onto this model one-to-one.
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from .attention import MultiHeadAttention
+from .configuration_vit import VisionTransformerConfig
+from .layers import (
+    ImageClassificationMixin,
+    MixerBlock,
+    PatchEmbedding,
+    check_image_size,
+    drop_path_rates,
+    init_patch_model_weights,
+    resize_grid,
+)
+
+
+class VisionTransformerEmbeddings(nn.Module):
+    """``[CLS; patch_1 ... patch_N] + positions``, then dropout (section 3.1 of the paper)."""
+
+    def __init__(self, config: VisionTransformerConfig):
+        super().__init__()
+        self.config = config
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.patch_embeddings = PatchEmbedding(config)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.grid_size**2 + 1, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
+        """Positions for a ``height x width`` patch grid: the CLS position as is, the patch positions resized
+        bicubically from the training grid (as DINO and transformers' ViT do), so a model trained at one image size
+        runs at another."""
+        grid = self.config.grid_size
+        cls_position, patch_positions = self.position_embeddings[:, :1], self.position_embeddings[0, 1:]
+        patch_positions = resize_grid(patch_positions.reshape(grid, grid, -1), height, width)
+        return torch.cat((cls_position, patch_positions.reshape(1, height * width, -1)), dim=1)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        check_image_size(pixel_values, self.config.image_size, interpolate_pos_encoding)
+        patches = self.patch_embeddings(pixel_values)
+        batch_size, height, width, _ = patches.shape
+        tokens = torch.cat((self.cls_token.expand(batch_size, -1, -1), patches.flatten(1, 2)), dim=1)
+        return self.dropout(tokens + self.interpolate_pos_encoding(height, width))
+
+
+class VisionTransformerPreTrainedModel(PreTrainedModel):
+    config_class = VisionTransformerConfig
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _supports_sdpa = True
+    _no_split_modules = ["MixerBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """ViT/DeiT initialisation: truncated normal weights and positions/CLS token, zero biases, unit LayerNorms."""
+        init_patch_model_weights(module, self.config.initializer_range)
+        if isinstance(module, VisionTransformerEmbeddings):
+            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
+            init.trunc_normal_(module.cls_token, std=self.config.initializer_range)
+
+
+class VisionTransformerModel(VisionTransformerPreTrainedModel):
+    """Embeddings -> pre-LN blocks (self-attention, MLP) -> LayerNorm. ``last_hidden_state`` is the normalised
+    sequence ``(batch, 1 + patches, hidden)``; ``pooler_output`` its CLS token, which the classifier reads."""
+
+    def __init__(self, config: VisionTransformerConfig):
+        super().__init__(config)
+        self.embeddings = VisionTransformerEmbeddings(config)
+        self.layers = nn.ModuleList(
+            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate)
+            for index, rate in enumerate(drop_path_rates(config))
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        if pixel_values is None:
+            raise ValueError("pixel_values is required")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        sequence_output = self.layernorm(hidden_states)
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=sequence_output[:, 0],
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class VisionTransformerForImageClassification(ImageClassificationMixin, VisionTransformerPreTrainedModel):
+    """ViT with a linear classifier on the final CLS token."""
+
+    def __init__(self, config: VisionTransformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vit = VisionTransformerModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
