@@ -2,6 +2,8 @@
 
 from transformers import PreTrainedConfig
 
+from .validation import check_choice, check_int, check_probability
+
 ATTENTION_TYPES = ("bahdanau", "luong")
 LUONG_SCORES = ("general", "dot")
 
@@ -61,21 +63,11 @@ class GRUSeq2SeqConfig(PreTrainedConfig):
         use_cache: bool = True,
         **kwargs,
     ):
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("hidden_size", hidden_size),
-            ("embedding_size", embedding_size),
-            ("encoder_layers", encoder_layers),
-            ("decoder_layers", decoder_layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if attention_type not in ATTENTION_TYPES:
-            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
-        if luong_score not in LUONG_SCORES:
-            raise ValueError(f"luong_score must be one of {LUONG_SCORES}, got {luong_score!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        for name in ("vocab_size", "hidden_size", "embedding_size", "encoder_layers", "decoder_layers"):
+            check_int(name, locals()[name])
+        check_choice("attention_type", attention_type, ATTENTION_TYPES)
+        check_choice("luong_score", luong_score, LUONG_SCORES)
+        check_probability("dropout", dropout)
         if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std!r}")
         if tie_word_embeddings and embedding_size != hidden_size:

@@ -3,6 +3,7 @@
 from transformers import PreTrainedConfig
 
 from .attention import ATTENTION_TYPES
+from .validation import check_choice, check_int, check_probability
 
 ACTIVATIONS = ("relu", "gelu")
 CLASSIFIER_POOLINGS = ("cls", "mean")
@@ -72,38 +73,22 @@ class TransformerConfig(PreTrainedConfig):
         use_cache: bool = True,
         **kwargs,
     ):
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("hidden_size", hidden_size),
-            ("num_attention_heads", num_attention_heads),
-            ("intermediate_size", intermediate_size),
-            ("max_position_embeddings", max_position_embeddings),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, value in (("encoder_layers", encoder_layers), ("decoder_layers", decoder_layers)):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
+            check_int(name, locals()[name])
+        check_int("encoder_layers", encoder_layers, minimum=0)
+        check_int("decoder_layers", decoder_layers, minimum=0)
         if hidden_size % num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}): "
                 "every head gets hidden_size / num_attention_heads features"
             )
-        if attention_type not in ATTENTION_TYPES:
-            raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {attention_type!r}")
-        if classifier_pooling not in CLASSIFIER_POOLINGS:
-            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {classifier_pooling!r}")
-        if classifier_dropout is not None and not 0.0 <= classifier_dropout < 1.0:
-            raise ValueError(f"classifier_dropout must be None or in [0, 1), got {classifier_dropout!r}")
-        if activation_function not in ACTIVATIONS:
-            raise ValueError(f"activation_function must be one of {ACTIVATIONS}, got {activation_function!r}")
-        for name, value in (
-            ("dropout", dropout),
-            ("attention_dropout", attention_dropout),
-            ("activation_dropout", activation_dropout),
-        ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_choice("attention_type", attention_type, ATTENTION_TYPES)
+        check_choice("activation_function", activation_function, ACTIVATIONS)
+        check_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            check_probability(name, locals()[name])
+        if classifier_dropout is not None:
+            check_probability("classifier_dropout", classifier_dropout)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_attention_heads = num_attention_heads

@@ -166,15 +166,16 @@ class TransformerEmbeddings(nn.Module):
         return self.dropout(inputs_embeds + self.embed_positions(position_ids, dtype=inputs_embeds.dtype))
 
 
-class TransformerEncoder(TransformerPreTrainedModel):
-    """The stack of N encoder layers; the input of ``generate()``'s ``get_encoder()``."""
+class TransformerStack(TransformerPreTrainedModel):
+    """What the encoder and decoder stacks share: token embeddings (their own, or one matrix passed in to share),
+    positions, N layers, and in pre-LN mode the final LayerNorm that the last residual stream needs."""
 
-    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+    def __init__(self, config: TransformerConfig, layer_class, num_layers: int, embed_tokens: nn.Embedding | None):
         super().__init__(config)
         if embed_tokens is None:
             embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.embeddings = TransformerEmbeddings(config, embed_tokens)
-        self.layers = nn.ModuleList(TransformerEncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
         self.post_init()
 
@@ -183,6 +184,22 @@ class TransformerEncoder(TransformerPreTrainedModel):
 
     def set_input_embeddings(self, value):
         self.embeddings.embed_tokens = value
+
+    def final_layer_norm(self, hidden_states, all_hidden_states):
+        """Pre-LN's closing LayerNorm; the last recorded hidden state becomes the normalised one."""
+        if self.layer_norm is None:
+            return hidden_states, all_hidden_states
+        hidden_states = self.layer_norm(hidden_states)
+        if all_hidden_states is not None:
+            all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        return hidden_states, all_hidden_states
+
+
+class TransformerEncoder(TransformerStack):
+    """The stack of N encoder layers; the input of ``generate()``'s ``get_encoder()``."""
+
+    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
+        super().__init__(config, TransformerEncoderLayer, config.encoder_layers, embed_tokens)
 
     def forward(
         self,
@@ -204,33 +221,18 @@ class TransformerEncoder(TransformerPreTrainedModel):
                 all_hidden_states += (hidden_states,)
             if output_attentions:
                 all_attentions += (weights,)
-        if self.layer_norm is not None:
-            hidden_states = self.layer_norm(hidden_states)
-            if output_hidden_states:
-                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         output = BaseModelOutput(
             last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
         )
         return output if return_dict else output.to_tuple()
 
 
-class TransformerDecoder(TransformerPreTrainedModel):
+class TransformerDecoder(TransformerStack):
     """The stack of N decoder layers with causal self-attention and cross-attention, cached when generating."""
 
     def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
-        super().__init__(config)
-        if embed_tokens is None:
-            embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        self.embeddings = TransformerEmbeddings(config, embed_tokens)
-        self.layers = nn.ModuleList(TransformerDecoderLayer(config, i) for i in range(config.decoder_layers))
-        self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
-        self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value):
-        self.embeddings.embed_tokens = value
+        super().__init__(config, TransformerDecoderLayer, config.decoder_layers, embed_tokens)
 
     def forward(
         self,
@@ -274,10 +276,7 @@ class TransformerDecoder(TransformerPreTrainedModel):
             if output_attentions:
                 all_self_attentions += (self_weights,)
                 all_cross_attentions += (cross_weights,)
-        if self.layer_norm is not None:
-            hidden_states = self.layer_norm(hidden_states)
-            if output_hidden_states:
-                all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
+        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
             hidden_states=all_hidden_states,
