@@ -21,6 +21,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import transformers
+from torch.utils.data import SequentialSampler
 from transformers import (
     AutoTokenizer,
     DataCollatorForSeq2Seq,
@@ -93,6 +94,18 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test pairs."})
     test_num_beams: int = field(default=4, metadata={"help": "Beam size for the final test translation."})
+
+
+class InOrderSeq2SeqTrainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose evaluation keeps the dataset order.
+
+    transformers 5.24 applies ``--train_sampling_strategy group_by_length`` to evaluation too, which shuffles the
+    predictions; they are scored against the raw reference strings in dataset order (and written next to their
+    sources), so evaluation must stay sequential. Under DDP the default (None) lets Accelerate shard in order.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
 def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     training_args.generation_num_beams = training_args.generation_num_beams or 1  # greedy during validation
     training_args.generation_max_length = training_args.generation_max_length or model.generation_config.max_length
-    trainer = Seq2SeqTrainer(
+    trainer = InOrderSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized.get("train"),

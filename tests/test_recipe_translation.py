@@ -82,3 +82,28 @@ def test_unknown_model_size_is_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "--model_size 'huge' unknown for gru" in result.stderr
+
+
+def test_evaluation_keeps_dataset_order_under_group_by_length(tmp_path, tiny_transformer_translator, tiny_translation_tokenizer):
+    """Scores compare predictions with references in dataset order, so evaluation must not be length-grouped
+    (transformers 5.24 applies --train_sampling_strategy group_by_length to evaluation as well)."""
+    import datasets
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainingArguments
+
+    sys.path.insert(0, str(RECIPE.parent))
+    from train_translation import InOrderSeq2SeqTrainer
+
+    lengths = [3, 9, 1, 7, 2, 8, 5, 4]
+    dataset = datasets.Dataset.from_dict(
+        {"input_ids": [[5] * n + [2] for n in lengths], "labels": [[6, 2]] * len(lengths)}
+    )
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=2, train_sampling_strategy="group_by_length",
+        use_cpu=True, report_to="none",
+    )
+    collator = DataCollatorForSeq2Seq(tiny_translation_tokenizer, model=tiny_transformer_translator)
+    trainer = InOrderSeq2SeqTrainer(
+        model=tiny_transformer_translator, args=args, data_collator=collator, processing_class=tiny_translation_tokenizer
+    )
+    seen = [int(row.sum()) - 1 for batch in trainer.get_eval_dataloader(dataset) for row in batch["attention_mask"]]
+    assert seen == lengths
