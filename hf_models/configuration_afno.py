@@ -1,7 +1,8 @@
 """Configuration of the Adaptive Fourier Neural Operator (AFNO) of Guibas et al. (2022), "Adaptive Fourier Neural
 Operators: Efficient Token Mixers for Transformers"."""
 
-from .configuration_vision import PatchImageConfig, check_positive_int
+from .configuration_vision import PatchImageConfig
+from .validation import check_int
 
 
 class AFNOConfig(PatchImageConfig):
@@ -31,8 +32,8 @@ class AFNOConfig(PatchImageConfig):
         hard_thresholding_fraction: float = 1.0,
         **kwargs,
     ):
-        check_positive_int("num_blocks", num_blocks)
-        check_positive_int("hidden_size_factor", hidden_size_factor)
+        check_int("num_blocks", num_blocks)
+        check_int("hidden_size_factor", hidden_size_factor)
         if isinstance(hidden_size, int) and hidden_size % num_blocks != 0:
             raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_blocks ({num_blocks})")
         if not isinstance(sparsity_threshold, (int, float)) or sparsity_threshold < 0:

@@ -7,15 +7,7 @@ heads for ViT, Fourier blocks and thresholds for AFNO), so the shared fields are
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-
-def check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def check_probability(name: str, value) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+from .validation import check_choice, check_int, check_probability
 
 
 class PatchImageConfig(PreTrainedConfig):
@@ -61,7 +53,7 @@ class PatchImageConfig(PreTrainedConfig):
             ("hidden_size", hidden_size),
             ("num_hidden_layers", num_hidden_layers),
         ):
-            check_positive_int(name, value)
+            check_int(name, value)
         if image_size % patch_size != 0:
             raise ValueError(
                 f"image_size ({image_size}) must be a multiple of patch_size ({patch_size}): the image is cut into "
@@ -69,8 +61,7 @@ class PatchImageConfig(PreTrainedConfig):
             )
         if not isinstance(mlp_ratio, (int, float)) or mlp_ratio <= 0 or round(hidden_size * mlp_ratio) < 1:
             raise ValueError(f"mlp_ratio must be positive (at least one MLP unit), got {mlp_ratio!r}")
-        if hidden_act not in ACT2FN:
-            raise ValueError(f"hidden_act must be an activation name of transformers' ACT2FN, got {hidden_act!r}")
+        check_choice("hidden_act", hidden_act, ACT2FN)
         check_probability("hidden_dropout_prob", hidden_dropout_prob)
         check_probability("drop_path_rate", drop_path_rate)
         if not layer_norm_eps > 0:

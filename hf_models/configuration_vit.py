@@ -1,6 +1,7 @@
 """Configuration of the Vision Transformer (ViT) of Dosovitskiy et al. (2021), "An Image is Worth 16x16 Words"."""
 
-from .configuration_vision import PatchImageConfig, check_positive_int, check_probability
+from .configuration_vision import PatchImageConfig
+from .validation import check_int, check_probability
 
 
 class VisionTransformerConfig(PatchImageConfig):
@@ -17,7 +18,7 @@ class VisionTransformerConfig(PatchImageConfig):
     model_type = "hfm_vit"  # "vit" is transformers' own ViT
 
     def __init__(self, num_attention_heads: int = 12, attention_dropout: float = 0.0, **kwargs):
-        check_positive_int("num_attention_heads", num_attention_heads)
+        check_int("num_attention_heads", num_attention_heads)
         check_probability("attention_dropout", attention_dropout)
         hidden_size = kwargs.get("hidden_size", 768)
         if isinstance(hidden_size, int) and hidden_size % num_attention_heads != 0:

@@ -31,8 +31,6 @@ import numpy as np
 import PIL.Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import (
-    IMAGENET_STANDARD_MEAN,
-    IMAGENET_STANDARD_STD,
     ChannelDimension,
     PILImageResampling,
     infer_channel_dimension_format,
@@ -128,8 +126,8 @@ class ClassificationImageProcessor(PilBackend):
     do_resize = True
     do_rescale = True
     do_normalize = True
-    image_mean = IMAGENET_STANDARD_MEAN
-    image_std = IMAGENET_STANDARD_STD
+    image_mean = 0.5  # one value for every channel (transformers' "standard" 0.5/0.5), whatever num_channels is
+    image_std = 0.5
     num_channels = 3
 
     def __init__(self, **kwargs):
