@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from hub_server import local_hub_session
 from transformers import PreTrainedTokenizerFast
 
 from hf_models import TransformerConfig, TransformerForConditionalGeneration
@@ -104,3 +105,11 @@ def tiny_transformer_dir(tmp_path_factory, tiny_transformer_translator, tiny_tra
     folder = tmp_path_factory.mktemp("tiny_transformer_translation")
     save_for_translation(tiny_transformer_translator, tiny_translation_tokenizer, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def local_hub(tmp_path_factory):
+    """A Hugging Face Hub on loopback (tests/hub_server.py) for the module's tests: ``push_to_hub`` in this process
+    and ``from_pretrained`` in subprocesses (through ``HF_ENDPOINT``) go to it; user "tester", token in ``HF_TOKEN``."""
+    with local_hub_session(tmp_path_factory.mktemp("local_hub")) as hub:
+        yield hub
