@@ -26,6 +26,7 @@ from .modeling_gfnet import GFNetForImageClassification, GFNetModel
 from .modeling_gru_seq2seq import GRUSeq2SeqForConditionalGeneration
 from .modeling_transformer import TransformerForConditionalGeneration, TransformerForSequenceClassification, TransformerModel
 from .modeling_vit import VisionTransformerForImageClassification, VisionTransformerModel
+from .pipeline_text_classification import TruncatingTextClassificationPipeline, save_for_text_classification
 from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "TransformerModel",
     "TransformerForConditionalGeneration",
     "TransformerForSequenceClassification",
+    "TruncatingTextClassificationPipeline",
+    "save_for_text_classification",
     "TranslationPipeline",
     "save_for_translation",
     "VisionTransformerConfig",

@@ -19,3 +19,12 @@ train_translation() {  # arch, extra flags...
 train_translation transformer --max_steps 900 --learning_rate 1e-3 --warmup_steps 200
 train_translation gru --max_steps 600 --learning_rate 3e-3 --lr_scheduler_type linear
 "$BIN/python" recipes/demo_translation.py "$OUTPUTS/demo_translation_transformer" "$OUTPUTS/demo_translation_gru"
+
+# Chinese headline classification (THUCNews): a small encoder trained for one epoch, then the pipeline, loaded from
+# the saved folder with its own code, classifies a few headlines.
+"$BIN/accelerate" launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+  recipes/train_text_classification.py --model_size small --data_dir "$DATA_DIR" \
+  --output_dir "$OUTPUTS/demo_text_classification" --use_cpu --num_train_epochs 1 --max_seq_length 48 \
+  --per_device_train_batch_size 64 --per_device_eval_batch_size 256 --learning_rate 1e-3 --warmup_steps 100 \
+  --eval_strategy no --save_strategy no --logging_steps 100 --report_to none --seed 42
+"$BIN/python" recipes/demo_text_classification.py "$OUTPUTS/demo_text_classification"

@@ -35,6 +35,7 @@ from transformers import (
 import hf_models
 from hf_models.metrics import load_metric
 from model_card import CardContent, DatasetInfo, write_model_card
+from recipe_utils import limit
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
 
@@ -122,10 +123,6 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
     if (data_args.source_lang, data_args.target_lang) != ("en", "zh"):
         raise ValueError("Tatoeba here is English->Chinese: use --source_lang en --target_lang zh or give files")
     return split_translation_dataset(load_tatoeba(data_args.data_dir)), True
-
-
-def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Dataset | None:
-    return dataset.select(range(min(count, len(dataset)))) if dataset is not None and count else dataset
 
 
 def load_or_train_tokenizer(model_args: ModelArguments, data_args: DataArguments, splits, is_tatoeba: bool):

@@ -1,0 +1,349 @@
+"""Train a Transformer-encoder text classifier with Trainer: Chinese news headlines (THUCNews) or your own texts.
+
+    accelerate launch recipes/train_text_classification.py --model_size tiny --output_dir outputs/c
+    accelerate launch recipes/train_text_classification.py --args_file recipes/published/text_classification_base.args
+    python recipes/train_text_classification.py --train_file train.csv --validation_file dev.csv --class_names neg,pos \
+        --output_dir outputs/mine
+
+Every standard ``TrainingArguments`` flag works (``--num_train_epochs``, ``--learning_rate``, ``--eval_strategy``,
+``--load_best_model_at_end --metric_for_best_model accuracy``, ``--seed``, ``--use_cpu``, ...); flags given on the
+command line override those of an ``--args_file``. ``--config_overrides`` changes fields of the named model size,
+e.g. ``encoder_layers=0,pre_layer_norm=false`` gives the bag-of-embeddings baseline (embedding + positions + mean +
+linear).
+
+Data: THUCNews from ``--data_dir`` (``train_first33590.txt`` to train, ``dev.txt`` to select the model, ``test.txt``
+only for the final figures), or ``--train_file/--validation_file/--test_file`` (``text<TAB>label``, CSV or JSON
+with ``text``/``label``) with ``--class_names``. The output folder holds the model and its code, the tokenizer, the
+text-classification pipeline, a model card, ``results.json`` and the test set's ``confusion_matrix.png``.
+"""
+
+import inspect
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import datasets
+import matplotlib
+import numpy as np
+import transformers
+from transformers import (
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+import hf_models  # noqa: E402
+from hf_models.metrics import load_metric  # noqa: E402
+from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
+from recipe_utils import limit  # noqa: E402
+from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
+from train_classification_tokenizer import train_classification_tokenizer  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+RECIPES = Path(__file__).resolve().parent
+MODEL_SIZES = json.loads((RECIPES / "settings" / "text_classification_models.json").read_text())
+DEFAULT_TOKENIZER = RECIPES.parent / "tokenizer_data" / "thucnews"
+CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # class names may be Chinese
+THUCNEWS_INFO = DatasetInfo(
+    name="THUCNews headline subset (10 classes, 649453932/Chinese-Text-Classification-Pytorch split)",
+    id="thucnews",
+    split_description=(
+        f"trained on `{THUCNEWS['train']}` (the first 33,590 of the 180,000 training headlines; the full file was not "
+        f"available), model selected on `{THUCNEWS['validation']}` (10,000 headlines), scored once on "
+        f"`{THUCNEWS['test']}` (10,000 headlines, 1,000 per class)."
+    ),
+    license="MIT (the redistributing repository); the headlines come from THUCNews, http://thuctc.thunlp.org/",
+    attribution="THUCNews / THUCTC, Tsinghua University NLP lab; split by github.com/649453932/Chinese-Text-Classification-Pytorch",
+)
+
+
+@dataclass
+class ModelArguments:
+    model_size: str = field(default="base", metadata={"help": "A named size from settings/text_classification_models.json."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated TransformerConfig fields over the named size, e.g. 'encoder_layers=0,pre_layer_norm=false'."},
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer folder. Default: tokenizer_data/thucnews for THUCNews; trained on --train_file otherwise."},
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size when a tokenizer is trained here."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa."})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata={"help": "Folder holding thucnews/."})
+    train_file: str | None = field(default=None, metadata={"help": "text<TAB>label lines, or CSV/JSON with text/label."})
+    validation_file: str | None = field(default=None, metadata={"help": "Same formats; selects the best checkpoint."})
+    test_file: str | None = field(default=None, metadata={"help": "Same formats; scored once at the end."})
+    class_names: str | None = field(
+        default=None,
+        metadata={
+            "help": "Class names in id order: a file with one per line, or comma-separated. Default: inferred from the "
+            "labels. (Not --label_names: that TrainingArguments flag names the label inputs of the model.)"
+        },
+    )
+    max_seq_length: int = field(default=64, metadata={"help": "Tokens per text, [CLS]/[SEP] included; longer is truncated."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test texts."})
+
+
+def parse_config_overrides(text: str | None) -> dict:
+    """``"encoder_layers=0,pre_layer_norm=false"`` -> ``{"encoder_layers": 0, "pre_layer_norm": False}``; values are
+    JSON (numbers, true/false/null) or else strings; every key must be a TransformerConfig argument."""
+    if not text:
+        return {}
+    known = set(inspect.signature(hf_models.TransformerConfig.__init__).parameters) - {"self", "kwargs"}
+    overrides = {}
+    for item in text.split(","):
+        key, separator, value = (part.strip() for part in item.partition("="))
+        if not separator or key not in known:
+            raise ValueError(f"--config_overrides: {item!r} is not 'field=value' with a TransformerConfig field ({', '.join(sorted(known))})")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
+    """The user's files when given, else THUCNews. Returns the splits and whether they are THUCNews."""
+    if data_args.train_file or data_args.validation_file or data_args.test_file:
+        files_ = (data_args.train_file, data_args.validation_file, data_args.test_file)
+        return load_classification_files(*files_, label_names=data_args.class_names), False
+    return load_thucnews(data_args.data_dir), True
+
+
+def load_or_train_tokenizer(model_args: ModelArguments, data_args: DataArguments, splits, is_thucnews: bool):
+    if model_args.tokenizer_name or is_thucnews:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or DEFAULT_TOKENIZER)
+    elif "train" not in splits:
+        raise ValueError("without --train_file there is nothing to train a tokenizer on: pass --tokenizer_name")
+    else:
+        logger.info("training a %d-token tokenizer on %s", model_args.vocab_size, data_args.train_file)
+        tokenizer = train_classification_tokenizer(splits["train"]["text"][:], vocab_size=model_args.vocab_size)
+    tokenizer.model_max_length = data_args.max_seq_length  # what the pipeline truncates to
+    return tokenizer
+
+
+def tokenize_splits(splits: datasets.DatasetDict, tokenizer, max_seq_length: int) -> datasets.DatasetDict:
+    """Token ids of every text; over-long texts are truncated, counted and reported once per split."""
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+        full_lengths = map(len, tokenizer(batch["text"], verbose=False)["input_ids"])
+        encoded["truncated"] = [length > max_seq_length for length in full_lengths]
+        return encoded
+
+    tokenized = splits.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
+    for name, split in tokenized.items():
+        truncated = int(np.sum(split["truncated"][:]))
+        if truncated:
+            logger.warning("%s: %d of %d texts are longer than max_seq_length=%d tokens and were truncated", name, truncated, len(split), max_seq_length)
+    return tokenized.remove_columns("truncated").rename_column("label", "labels")
+
+
+def build_model(model_args: ModelArguments, tokenizer, label_names: list[str], max_seq_length: int):
+    if model_args.model_size not in MODEL_SIZES:
+        raise ValueError(f"--model_size {model_args.model_size!r} unknown; choose from {sorted(MODEL_SIZES)}")
+    config = hf_models.TransformerConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=max_seq_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.cls_token_id,
+        decoder_layers=0,
+        is_encoder_decoder=False,
+        share_embeddings=False,
+        tie_word_embeddings=False,
+        use_cache=False,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: index for index, name in enumerate(label_names)},
+        **{**MODEL_SIZES[model_args.model_size], **parse_config_overrides(model_args.config_overrides)},
+    )
+    config._attn_implementation = model_args.attn_implementation
+    return hf_models.TransformerForSequenceClassification(config)
+
+
+def compute_metrics_fn():
+    """Accuracy and macro-F1 of the arg-max predictions, with the offline evaluate modules."""
+    accuracy, f1 = load_metric("accuracy"), load_metric("f1")
+
+    def compute_metrics(prediction):
+        predicted = np.argmax(prediction.predictions, axis=-1)
+        return {
+            **accuracy.compute(predictions=predicted, references=prediction.label_ids),
+            "macro_f1": f1.compute(predictions=predicted, references=prediction.label_ids)["f1"],
+        }
+
+    return compute_metrics
+
+
+def plot_confusion_matrix(references: np.ndarray, predicted: np.ndarray, label_names: list[str], title: str, path: Path) -> np.ndarray:
+    """Counts (rows: true class, columns: predicted class) drawn as an annotated heatmap; returns the counts."""
+    size = len(label_names)
+    counts = np.bincount(references * size + predicted, minlength=size * size).reshape(size, size)
+    font_manager.fontManager.addfont(str(CJK_FONT))
+    font = font_manager.FontProperties(fname=str(CJK_FONT))
+    figure, axes = plt.subplots(figsize=(2 + 0.7 * size, 1.5 + 0.6 * size))
+    image = axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(size), label_names, rotation=45, ha="right", fontproperties=font)
+    axes.set_yticks(range(size), label_names, fontproperties=font)
+    for row in range(size):
+        for column in range(size):
+            color = "white" if counts[row, column] > counts.max() / 2 else "black"
+            axes.text(column, row, str(counts[row, column]), ha="center", va="center", fontsize=8, color=color)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title, fontproperties=font)
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
+
+    splits, is_thucnews = load_splits(data_args)
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_test_samples}
+    splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
+    label_names = next(iter(splits.values())).features["label"].names
+    tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_thucnews)
+    tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
+    model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
+    logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized.get("train"),
+        eval_dataset=tokenized.get("validation"),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(),
+    )
+    results: dict = {}
+    training_seconds = 0.0
+    if "train" in tokenized:
+        start = time.perf_counter()
+        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        training_seconds = time.perf_counter() - start
+    if "validation" in tokenized:
+        results.update(trainer.evaluate(metric_key_prefix="validation"))
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        hf_models.save_for_text_classification(trainer.model, tokenizer, output_dir)
+
+    if "test" in tokenized:
+        test = trainer.predict(tokenized["test"], metric_key_prefix="test")
+        results.update(test.metrics)
+        if trainer.is_world_process_zero():
+            counts = plot_confusion_matrix(
+                test.label_ids, np.argmax(test.predictions, axis=-1), label_names,
+                f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}", output_dir / "confusion_matrix.png",
+            )
+            results["test_confusion_matrix"] = counts.tolist()
+    if trainer.is_world_process_zero():
+        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews)
+    return results
+
+
+def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews):
+    dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
+        name=f"user corpus ({data_args.train_file})",
+        id="custom",
+        split_description=f"train {data_args.train_file}, validation {data_args.validation_file}, test {data_args.test_file}",
+        license="see the corpus",
+        attribution="see the corpus",
+    )
+    config = model.config
+    pooling = {"mean": "the mean of the encoder states over the real tokens", "cls": "the [CLS] state"}[config.classifier_pooling]
+    architecture = (
+        f"Transformer encoder (Vaswani et al. 2017; {config.encoder_layers} layers, d_model {config.hidden_size}, "
+        f"{config.num_attention_heads} heads, {'pre' if config.pre_layer_norm else 'post'}-LN, sinusoidal positions) "
+        f"with a linear classifier over {pooling}, for {config.num_labels} classes: "
+        f"{', '.join(config.id2label[index] for index in range(config.num_labels))}."
+    )
+    metrics = [  # in percent: the card prints two decimals
+        (name, label, 100 * results[f"test_{key}"])
+        for name, label, key in (("accuracy", "accuracy (%)", "accuracy"), ("f1", "macro-F1 (%)", "macro_f1"))
+        if f"test_{key}" in results
+    ]
+    fields = {k: v for k, v in config.to_diff_dict().items() if isinstance(v, (int, float, str, bool)) and not k.startswith(("_", "transformers_version"))}
+    hyperparameters = {
+        "model_size": model_args.model_size,
+        "config_overrides": model_args.config_overrides,
+        **{key: fields[key] for key in sorted(fields)},
+        "max_seq_length": data_args.max_seq_length,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "warmup_steps": training_args.warmup_steps,
+        "weight_decay": training_args.weight_decay,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "label_smoothing_factor": training_args.label_smoothing_factor,
+        "metric_for_best_model": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
+        "seed": training_args.seed,
+    }
+    validation = {key: results[key] for key in ("validation_accuracy", "validation_macro_f1") if key in results}
+    usage = f"""from transformers import pipeline
+
+classifier = pipeline("text-classification", model="{training_args.output_dir}", trust_remote_code=True)
+print(classifier("同步A股首秀：港股缩量回调"))
+print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
+    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    if validation:
+        extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
+    if "test_confusion_matrix" in results:
+        extra["Confusion matrix (test split)"] = "Rows are the true classes, columns the predicted ones: `confusion_matrix.png`."
+    write_model_card(
+        training_args.output_dir,
+        CardContent(
+            model_name=Path(training_args.output_dir).name,
+            task_type="text-classification",
+            task_name="Text classification",
+            architecture=architecture,
+            dataset=dataset,
+            metrics=metrics,
+            num_parameters=model.num_parameters(),
+            hyperparameters=hyperparameters,
+            training_seconds=training_seconds,
+            usage=usage,
+            limitations=(
+                "Trained on short news headlines from one source and period (THUCNews, Sina news 2005-2011): expect lower "
+                "accuracy on other genres, long texts (inputs beyond max_seq_length tokens are truncated) or recent events. "
+                "Characters absent from the training headlines become [UNK]. Scores are single-label probabilities: every "
+                "text gets one of the classes, even text that belongs to none."
+            ) if is_thucnews else "Trained on the user corpus named above; see its description for its scope.",
+            languages=["zh"] if is_thucnews else [],
+            tags=["text-classification", "transformer"],
+            extra_sections=extra,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
