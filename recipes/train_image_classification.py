@@ -1,0 +1,349 @@
+"""Train an image classifier (ViT, GFNet or AFNO) with Trainer: MNIST digits or your own image folders.
+
+    accelerate launch recipes/train_image_classification.py --arch vit --model_size tiny --output_dir outputs/v
+    accelerate launch recipes/train_image_classification.py --args_file recipes/published/image_classification_vit_base.args
+    python recipes/train_image_classification.py --arch gfnet --train_dir my/train --validation_dir my/val \
+        --num_channels 3 --output_dir outputs/mine
+
+Every standard ``TrainingArguments`` flag works (``--num_train_epochs``, ``--learning_rate``, ``--eval_strategy``,
+``--seed``, ``--use_cpu``, ...); flags given on the command line override those of an ``--args_file``.
+``--model_name_or_path`` starts from a saved model instead of a named size (e.g. a transformers ViT converted with
+``python -m hf_models.convert_vit_from_transformers``); its classifier is replaced when the labels differ.
+
+Data: MNIST from ``--data_dir`` (the 10,000 t10k images, split 8,000 train / 2,000 test, stratified, by
+``settings/mnist.json``; there is no validation split, so the schedule is fixed and the test split is scored once at
+the end), or ``--train_dir/--validation_dir/--test_dir`` in ``imagefolder`` layout (``DIR/<class>/<image>``).
+Training images get light augmentation for digits and glyphs: a small random rotation, scaling and shift, no flips
+(a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images.
+
+The output folder holds the model and its code, the image processor, a model card, ``results.json``, the test split's
+``confusion_matrix.png`` and, for ViT, ``attention_rollout.png``.
+"""
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import PIL.Image
+import torch
+import transformers
+from transformers import AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+import hf_models
+from hf_models.metrics import load_metric
+from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
+from model_card import CardContent, DatasetInfo, write_model_card
+from recipe_utils import limit
+from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
+
+logger = logging.getLogger(__name__)
+
+RECIPES = Path(__file__).resolve().parent
+MODEL_SIZES = json.loads((RECIPES / "settings" / "image_classification_models.json").read_text())
+ARCHITECTURES = {
+    "vit": (hf_models.VisionTransformerConfig, hf_models.VisionTransformerForImageClassification),
+    "gfnet": (hf_models.GFNetConfig, hf_models.GFNetForImageClassification),
+    "afno": (hf_models.AFNOConfig, hf_models.AFNOForImageClassification),
+}
+FAMILY_DESCRIPTIONS = {
+    "vit": "Vision Transformer (Dosovitskiy et al. 2021): patch embedding, CLS token, learned positions, pre-LN "
+    "multi-head self-attention blocks; the classifier reads the final CLS token.",
+    "gfnet": "Global Filter Network (Rao et al. 2021): patch embedding and learned positions, blocks whose token mixer "
+    "is a learned complex filter in the 2-D Fourier domain (rfft2 -> filter -> irfft2); mean-pooled classifier.",
+    "afno": "Adaptive Fourier Neural Operator (Guibas et al. 2022): patch embedding and learned positions, blocks whose "
+    "token mixer is a block-diagonal complex MLP over the Fourier modes with soft-thresholding; mean-pooled classifier.",
+}
+MNIST_INFO = DatasetInfo(
+    name="MNIST test set (t10k, 10,000 images), LeCun, Cortes & Burges",
+    id="mnist",
+    split_description=(
+        f"only the 10,000-image t10k set is available here; it is split {SETTINGS['train_size']:,} train / "
+        f"{SETTINGS['test_size']:,} test, stratified by digit, seed {SETTINGS['seed']} (`recipes/settings/mnist.json`). "
+        "Not comparable with results on the official 60,000/10,000 split."
+    ),
+    license="no licence stated by the source repository; commonly redistributed under CC BY-SA 3.0 (unconfirmed)",
+    attribution="MNIST database by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, http://yann.lecun.com/exdb/mnist/",
+)
+
+
+@dataclass
+class ModelArguments:
+    arch: str = field(default="vit", metadata={"help": "Model family.", "choices": sorted(ARCHITECTURES)})
+    model_size: str = field(default="tiny", metadata={"help": "A named size from settings/image_classification_models.json."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from this saved model (and its processor) instead of a named size."}
+    )
+    attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (ViT only)."})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata={"help": "Folder holding mnist/."})
+    train_dir: str | None = field(default=None, metadata={"help": "Training images, imagefolder layout."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Validation images, imagefolder layout."})
+    test_dir: str | None = field(default=None, metadata={"help": "Test images, imagefolder layout."})
+    num_channels: int | None = field(default=None, metadata={"help": "1 or 3. Default: 1 for MNIST, 3 for image folders."})
+    augment: bool = field(default=True, metadata={"help": "Random rotation/scale/shift of training images."})
+    max_rotation: float = field(default=10.0, metadata={"help": "Largest random rotation, degrees."})
+    max_scale_change: float = field(default=0.1, metadata={"help": "Random scale in [1 - x, 1 + x]."})
+    max_shift: float = field(default=0.1, metadata={"help": "Largest random shift, as a fraction of the image side."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation images."})
+    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test images."})
+    rollout_images: int = field(default=6, metadata={"help": "Test images in attention_rollout.png (ViT)."})
+
+
+def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
+    """The user's folders when given, else the MNIST split. Returns the splits and whether they are MNIST."""
+    if data_args.train_dir or data_args.validation_dir or data_args.test_dir:
+        return load_image_folders(data_args.train_dir, data_args.validation_dir, data_args.test_dir), False
+    return split_mnist(load_mnist(data_args.data_dir)), True
+
+
+def random_affine(image: PIL.Image.Image, rng: random.Random, data_args: DataArguments) -> PIL.Image.Image:
+    """Rotates by up to ``max_rotation`` degrees, scales by ``1 +- max_scale_change`` and shifts by up to
+    ``max_shift`` of the side, about the image centre; uncovered pixels take the colour of the top-left pixel
+    (the background, for digits and most scans)."""
+    angle = math.radians(rng.uniform(-data_args.max_rotation, data_args.max_rotation))
+    scale = rng.uniform(1 - data_args.max_scale_change, 1 + data_args.max_scale_change)
+    width, height = image.size
+    shift_x = rng.uniform(-data_args.max_shift, data_args.max_shift) * width
+    shift_y = rng.uniform(-data_args.max_shift, data_args.max_shift) * height
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    # PIL maps each OUTPUT pixel to an input pixel, so it needs the inverse transform: undo shift, rotation, scale.
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    a, b, d, e = cos, sin, -sin, cos
+    x, y = centre_x + shift_x, centre_y + shift_y
+    c = centre_x - a * x - b * y
+    f = centre_y - d * x - e * y
+    return image.transform(
+        image.size, PIL.Image.Transform.AFFINE, (a, b, c, d, e, f), resample=PIL.Image.Resampling.BILINEAR,
+        fillcolor=image.getpixel((0, 0)),
+    )
+
+
+def measure_mean_std(split: datasets.Dataset, processor, max_images: int = 2000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (up to ``max_images``) training images after conversion, resizing and rescaling:
+    what the processor must subtract and divide by. A channel that is constant over the sample (std below 1e-3)
+    gets std 1: it carries no information, and dividing by ~0 would blow it up."""
+    sample = split.select(range(min(max_images, len(split))))
+    values = processor(list(sample["image"]), do_normalize=False, return_tensors="np").pixel_values.astype(np.float64)
+    means = [round(mean, 4) for mean in values.mean(axis=(0, 2, 3)).tolist()]
+    stds = [round(std, 4) if std >= 1e-3 else 1.0 for std in values.std(axis=(0, 2, 3)).tolist()]
+    return means, stds
+
+
+def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments, splits, is_mnist: bool):
+    label_names = next(iter(splits.values())).features["label"].names
+    labels = {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
+    if model_args.model_name_or_path:
+        model = AutoModelForImageClassification.from_pretrained(
+            model_args.model_name_or_path, num_labels=len(label_names), ignore_mismatched_sizes=True, **labels
+        )
+    else:
+        config_class, model_class = ARCHITECTURES[model_args.arch]
+        sizes = MODEL_SIZES[model_args.arch]
+        if model_args.model_size not in sizes:
+            raise ValueError(f"--model_size {model_args.model_size!r} unknown for {model_args.arch}; choose from {sorted(sizes)}")
+        num_channels = data_args.num_channels or (1 if is_mnist else 3)
+        model = model_class(config_class(**sizes[model_args.model_size], num_channels=num_channels, **labels))
+    if model_args.arch == "vit" or isinstance(model, hf_models.VisionTransformerForImageClassification):
+        model.config._attn_implementation = model_args.attn_implementation
+    config = model.config
+    if data_args.num_channels and data_args.num_channels != config.num_channels:
+        raise ValueError(f"--num_channels {data_args.num_channels} but the model takes {config.num_channels} channels")
+    processor = hf_models.ClassificationImageProcessor(
+        size={"height": config.image_size, "width": config.image_size}, num_channels=config.num_channels
+    )
+    train = splits.get("train", next(iter(splits.values())))
+    mean, std = measure_mean_std(train, processor)
+    processor.image_mean, processor.image_std = mean, std
+    logger.info("normalising with the training images' mean %s and std %s", mean, std)
+    return model, processor
+
+
+def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, seed: int) -> datasets.DatasetDict:
+    """Images -> ``pixel_values`` on the fly (augmented for training), labels -> ``labels``."""
+    rng = random.Random(seed)
+
+    def transform(batch, augment: bool):
+        images = batch["image"]
+        if augment:
+            images = [random_affine(image, rng, data_args) for image in images]
+        return {"pixel_values": list(processor(images, return_tensors="pt").pixel_values), "labels": batch["label"]}
+
+    return datasets.DatasetDict(
+        {
+            name: split.with_transform(lambda batch, train=name == "train": transform(batch, train and data_args.augment))
+            for name, split in splits.items()
+        }
+    )
+
+
+def collate(examples: list[dict]) -> dict:
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example["labels"] for example in examples]),
+    }
+
+
+def compute_metrics_fn():
+    accuracy = load_metric("accuracy")
+
+    def compute_metrics(prediction):
+        return accuracy.compute(predictions=np.argmax(prediction.predictions, axis=-1), references=prediction.label_ids)
+
+    return compute_metrics
+
+
+def save_attention_rollout(model, processor, test_split: datasets.Dataset, count: int, path: Path) -> None:
+    """``attention_rollout.png`` for the first ``count`` test images: where the ViT's CLS token looks."""
+    sample = test_split.select(range(min(count, len(test_split))))
+    images, labels = list(sample["image"]), list(sample["label"])
+    batch = processor(images, return_tensors="pt").to(model.device)
+    model.eval()
+    with torch.no_grad():
+        outputs = model(**batch, output_attentions=True)
+    grid = model.config.image_size // model.config.patch_size
+    maps = attention_rollout(tuple(a.cpu() for a in outputs.attentions), grid, grid)
+    predicted = outputs.logits.argmax(-1).tolist()
+    names = model.config.id2label
+    titles = [f"true {names[t]} / pred {names[p]}" for t, p in zip(labels, predicted)]
+    plot_attention_rollout(images, maps, titles, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    training_args.remove_unused_columns = False  # the "image" column is turned into pixel_values on the fly
+    set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
+
+    if training_args.eval_strategy != "no" and not data_args.validation_dir:
+        raise ValueError(
+            f"--eval_strategy {training_args.eval_strategy} needs a validation split: give --validation_dir "
+            "(MNIST here has none: the test split is scored once, after training)"
+        )
+    splits, is_mnist = load_splits(data_args)
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_test_samples}
+    splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
+    model, processor = build_model_and_processor(model_args, data_args, splits, is_mnist)
+    logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
+    transformed = with_transforms(splits, processor, data_args, training_args.seed)
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=transformed.get("train"),
+        eval_dataset=transformed.get("validation"),
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=compute_metrics_fn(),
+    )
+    results: dict = {}
+    training_seconds = 0.0
+    if "train" in transformed:
+        start = time.perf_counter()
+        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        training_seconds = time.perf_counter() - start
+    if "validation" in transformed:
+        results.update(trainer.evaluate(metric_key_prefix="validation"))
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.save_model(output_dir)  # the model, its code and (as processing_class) the image processor
+
+    if "test" in transformed:
+        test = trainer.predict(transformed["test"], metric_key_prefix="test")
+        results.update(test.metrics)
+        if trainer.is_world_process_zero():
+            label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            counts = confusion_counts(test.label_ids, np.argmax(test.predictions, axis=-1), len(label_names))
+            title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
+            plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
+            results["test_confusion_matrix"] = counts.tolist()
+            if isinstance(trainer.model, hf_models.VisionTransformerForImageClassification):
+                save_attention_rollout(
+                    trainer.model, processor, splits["test"], data_args.rollout_images, output_dir / "attention_rollout.png"
+                )
+    if trainer.is_world_process_zero():
+        write_card(training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist)
+    return results
+
+
+def write_card(training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist):
+    dataset = MNIST_INFO if is_mnist else DatasetInfo(
+        name=f"user images ({data_args.train_dir})",
+        id="imagefolder",
+        split_description=f"train {data_args.train_dir}, validation {data_args.validation_dir}, test {data_args.test_dir}",
+        license="see the images' source",
+        attribution="see the images' source",
+    )
+    config = model.config
+    arch = config.model_type if config.model_type != "hfm_vit" else "vit"
+    architecture = (
+        f"{FAMILY_DESCRIPTIONS[arch]} {config.num_hidden_layers} blocks of width {config.hidden_size}, "
+        f"{config.image_size}x{config.image_size} {'grayscale' if config.num_channels == 1 else 'RGB'} input in "
+        f"{config.patch_size}x{config.patch_size} patches, {config.num_labels} classes."
+    )
+    metrics = [("accuracy", "accuracy (%)", 100 * results["test_accuracy"])] if "test_accuracy" in results else []
+    fields = {k: v for k, v in config.to_diff_dict().items() if isinstance(v, (int, float, str, bool)) and not k.startswith(("_", "transformers_version"))}
+    hyperparameters = {
+        "model_size": model_args.model_size if not model_args.model_name_or_path else model_args.model_name_or_path,
+        **{key: fields[key] for key in sorted(fields)},
+        "image_mean": processor.image_mean,
+        "image_std": processor.image_std,
+        "augment": data_args.augment,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "warmup_steps": training_args.warmup_steps,
+        "weight_decay": training_args.weight_decay,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "label_smoothing_factor": training_args.label_smoothing_factor,
+        "seed": training_args.seed,
+    }
+    usage = f"""from transformers import pipeline
+
+classifier = pipeline("image-classification", model="{training_args.output_dir}", trust_remote_code=True)
+print(classifier("digit.png"))  # a path, URL or PIL image; converted to the model's channels and size"""
+    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    if "test_confusion_matrix" in results:
+        extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
+            " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."
+            if arch == "vit" else ""
+        )
+    write_model_card(
+        training_args.output_dir,
+        CardContent(
+            model_name=Path(training_args.output_dir).name,
+            task_type="image-classification",
+            task_name="Image classification",
+            architecture=architecture,
+            dataset=dataset,
+            metrics=metrics,
+            num_parameters=model.num_parameters(),
+            hyperparameters=hyperparameters,
+            training_seconds=training_seconds,
+            usage=usage,
+            limitations=(
+                "Trained on 8,000 MNIST digits (centred white-on-black 28x28 handwriting): expect poor results on "
+                "other kinds of images, on dark-on-light digits unless inverted, and on digits that are not centred. "
+                "The test figure comes from 2,000 images carved from the MNIST test set, not the official split."
+                if is_mnist else "Trained on the user's images; see their source for coverage and biases."
+            ),
+            tags=["image-classification", arch, "vision"],
+            extra_sections=extra,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
