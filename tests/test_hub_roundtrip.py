@@ -1,135 +1,24 @@
 """Publishing every model family over real HTTP: ``push_to_hub`` here, ``from_pretrained`` / ``pipeline`` from the
 loopback Hub (tests/hub_server.py) in a fresh process that cannot import hf_models, and a pinned ``revision``.
 
-Each family publishes three commits to its own repo: a model with other weights (its sha is the pinned revision),
-the tokenizer or image processor, then the real model (plus, for translation, the pipeline's code). One subprocess
-then loads every repo the way a user without this package would, with ``trust_remote_code=True``.
-
-A new family is one entry in ``FAMILIES``.
+Each family (tests/families.py) publishes three commits to its own repo: ``model.push_to_hub`` of a model with
+other weights (its sha is the pinned revision), ``push_to_hub`` of the tokenizer or image processor, then the real
+model with its pipeline (``pipeline.push_to_hub``: for translation, with the pipeline's code). One subprocess then
+loads every repo the way a user without this package would, with ``trust_remote_code=True``.
 """
 
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-import PIL.Image
 import pytest
 import torch
+from families import FAMILIES, IMAGES, TEXTS, Family
 from huggingface_hub.errors import HfHubHTTPError
-from transformers import pipeline
-from vision_testing import tiny_classifier
-
-from hf_models import (
-    ClassificationImageProcessor,
-    GRUSeq2SeqConfig,
-    GRUSeq2SeqForConditionalGeneration,
-    TransformerConfig,
-    TransformerForSequenceClassification,
-)
-from hf_models.pipeline_translation import TranslationPipeline
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
-
-TEXTS = ["i like tea", "we drink water", "you like rice tea"]
-IMAGES = [torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (20, 20), dtype=np.uint8)) for seed in range(3)]
-
-
-def push_model(model, processor, repo_id: str) -> None:
-    model.push_to_hub(repo_id)
-
-
-def push_translation_pipeline(model, tokenizer, repo_id: str) -> None:
-    """Model, tokenizer, generation config, the pipeline's code and its ``custom_pipelines`` entry, in one commit:
-    what ``pipeline("translation", model=repo_id, trust_remote_code=True)`` needs."""
-    TranslationPipeline(model=model, tokenizer=tokenizer).push_to_hub(repo_id)
-
-
-def trained_transformer_translator(request):
-    return request.getfixturevalue("tiny_transformer_translator"), request.getfixturevalue("tiny_translation_tokenizer")
-
-
-def gru_translator(request):
-    tokenizer = request.getfixturevalue("tiny_translation_tokenizer")
-    torch.manual_seed(0)
-    config = GRUSeq2SeqConfig(vocab_size=len(tokenizer), hidden_size=16, embedding_size=16, dropout=0.0)
-    model = GRUSeq2SeqForConditionalGeneration(config)
-    model.generation_config.max_new_tokens = 6
-    return model.eval(), tokenizer
-
-
-def transformer_text_classifier(request):
-    tokenizer = request.getfixturevalue("tiny_translation_tokenizer")
-    torch.manual_seed(0)
-    config = TransformerConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=16,
-        num_attention_heads=2,
-        intermediate_size=32,
-        encoder_layers=1,
-        decoder_layers=0,
-        max_position_embeddings=16,
-        dropout=0.0,
-        id2label={0: "tea", 1: "water", 2: "rice"},
-    )
-    return TransformerForSequenceClassification(config).eval(), tokenizer
-
-
-def image_classifier(family: str):
-    def build(request):
-        model = tiny_classifier(family)
-        size = model.config.image_size
-        processor = ClassificationImageProcessor(
-            size={"height": size, "width": size}, num_channels=1, image_mean=[0.5], image_std=[0.5]
-        )
-        return model, processor
-
-    return build
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    build: Callable  # (pytest request) -> (model in eval mode, tokenizer or image processor)
-    auto_model: str  # the Auto class a user loads the model with
-    task: str  # the pipeline task
-    publish: Callable = push_model  # (model, processor, repo_id): the last commit
-    pipeline_class: type | None = None  # the in-process reference, where transformers has no pipeline for the task
-
-    @property
-    def images(self) -> bool:
-        return self.task == "image-classification"
-
-    @property
-    def repo_id(self) -> str:
-        return f"tester/tiny-{self.name}"
-
-
-FAMILIES = [
-    Family("transformer-translation", trained_transformer_translator, "AutoModelForSeq2SeqLM", "translation",
-           push_translation_pipeline, TranslationPipeline),
-    Family("gru-translation", gru_translator, "AutoModelForSeq2SeqLM", "translation",
-           push_translation_pipeline, TranslationPipeline),
-    Family("transformer-text-classification", transformer_text_classifier, "AutoModelForSequenceClassification",
-           "text-classification"),
-    Family("vit", image_classifier("vit"), "AutoModelForImageClassification", "image-classification"),
-    Family("gfnet", image_classifier("gfnet"), "AutoModelForImageClassification", "image-classification"),
-    Family("afno", image_classifier("afno"), "AutoModelForImageClassification", "image-classification"),
-]  # fmt: skip
-
-
-def examples(family: Family) -> list:
-    """What a user hands to the processor and the pipeline: strings, or PIL images."""
-    return [PIL.Image.fromarray(image.numpy()) for image in IMAGES] if family.images else list(TEXTS)
-
-
-def process(family: Family, processor) -> dict[str, torch.Tensor]:
-    kwargs = {} if family.images else {"padding": True}
-    return dict(processor(examples(family), return_tensors="pt", **kwargs))
-
 
 # A user's machine: hf_models cannot be imported, the cache is empty, and no token is set. Every repo is loaded with
 # the Auto classes and pipeline(); the results of a family that fails carry its traceback instead.
@@ -203,13 +92,17 @@ class Published:
     remote: dict = field(default_factory=dict)
 
 
+def repo_id(family: Family) -> str:
+    return f"tester/tiny-{family.name}"
+
+
 def publish(family: Family, request) -> Published:
     model, processor = family.build(request)
     torch.manual_seed(1)
     first_model = type(model)(model.config).eval()  # same architecture, other weights
-    commits = [first_model.push_to_hub(family.repo_id).oid]
-    commits.append(processor.push_to_hub(family.repo_id).oid)
-    family.publish(model, processor, family.repo_id)
+    commits = [first_model.push_to_hub(repo_id(family)).oid]
+    commits.append(processor.push_to_hub(repo_id(family)).oid)
+    family.pipeline(model, processor).push_to_hub(repo_id(family))
     return Published(family, model, first_model, processor, commits)
 
 
@@ -219,7 +112,7 @@ def published(local_hub, request, tmp_path_factory) -> dict[str, Published]:
     jobs = [
         {
             "name": family.name,
-            "repo_id": family.repo_id,
+            "repo_id": repo_id(family),
             "first_revision": results[family.name].commits[0],
             "auto_model": family.auto_model,
             "task": family.task,
@@ -235,7 +128,7 @@ def published(local_hub, request, tmp_path_factory) -> dict[str, Published]:
     env.update({key: str(work_dir / path) for key, path in fresh_cache.items()}, OMP_NUM_THREADS="1")
     run = subprocess.run(
         [sys.executable, "-c", REMOTE_SCRIPT, "jobs.pt", "results.pt"],
-        cwd=work_dir, env=env, capture_output=True, text=True, timeout=300,
+        cwd=work_dir, env=env, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     for name, remote in torch.load(work_dir / "results.pt").items():
@@ -251,18 +144,18 @@ def family_result(request, published) -> Published:
 
 
 def test_repo_holds_safetensors_code_and_processor(family_result, local_hub):
-    files = local_hub.files(family_result.family.repo_id)
+    files = local_hub.files(repo_id(family_result.family))
     assert "model.safetensors" in files and "config.json" in files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))], "pickle-free weights only"
     assert [name for name in files if name.startswith("modeling_")], "the model's code travels with it"
     processor_file = "preprocessor_config.json" if family_result.family.images else "tokenizer.json"
     assert processor_file in files
-    shas = local_hub.commit_shas(family_result.family.repo_id)
+    shas = local_hub.commit_shas(repo_id(family_result.family))
     assert shas[1:3] == family_result.commits and len(shas) == 4  # creation, first model, processor, model
 
 
 def test_remote_processor_gives_the_same_inputs(family_result):
-    expected = process(family_result.family, family_result.processor)
+    expected = family_result.family.process(family_result.processor)
     assert family_result.remote["batch"].keys() == expected.keys()
     for name, tensor in expected.items():
         assert torch.equal(family_result.remote["batch"][name], tensor), name
@@ -290,9 +183,7 @@ def test_pinned_revision_gives_the_first_weights(family_result):
 
 def test_remote_pipeline_predicts_like_the_original(family_result):
     family = family_result.family
-    objects = {"model": family_result.model, "image_processor" if family.images else "tokenizer": family_result.processor}
-    reference = family.pipeline_class(**objects) if family.pipeline_class else pipeline(family.task, **objects)
-    expected = reference(examples(family))
+    expected = family.pipeline(family_result.model, family_result.processor)(family.examples())
     assert family_result.remote["predictions"] == expected
 
 
