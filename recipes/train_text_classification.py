@@ -14,7 +14,8 @@ linear).
 Data: THUCNews from ``--data_dir`` (``train_first33590.txt`` to train, ``dev.txt`` to select the model, ``test.txt``
 only for the final figures), or ``--train_file/--validation_file/--test_file`` (``text<TAB>label``, CSV or JSON
 with ``text``/``label``) with ``--class_names``. The output folder holds the model and its code, the tokenizer, the
-text-classification pipeline, a model card, ``results.json`` and the test set's ``confusion_matrix.png``.
+text-classification pipeline, a model card, ``results.json`` (the card's figures), ``all_results.json`` (every
+metric) and the test set's ``confusion_matrix.png``.
 """
 
 import inspect
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
+        trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
         write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews)
     return results
 
