@@ -215,6 +215,10 @@ class ImageClassificationMixin:
     token mean for GFNet/AFNO) -> dropout -> ``self.classifier``; ``labels`` give a loss chosen by
     ``config.problem_type`` (cross-entropy, BCE-with-logits or MSE) through transformers' ``self.loss_function``."""
 
+    # The loss is a mean over the batch; without this Trainer would pass num_items_in_batch and skip dividing the
+    # loss by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,

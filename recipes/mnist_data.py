@@ -10,6 +10,7 @@ Importing: ``recipes/`` is a folder of scripts; a recipe run as ``python recipes
 code (tests) puts it there first.
 """
 
+import functools
 import gzip
 import json
 import logging
@@ -52,8 +53,14 @@ def _read_idx(path: Path, magic: int, dimensions: int) -> np.ndarray:
 
 
 def load_mnist(data_dir: str | Path = DEFAULT_DATA_DIR) -> datasets.Dataset:
-    """The 10,000 images of ``mnist/t10k-*`` under ``data_dir`` in file order (white digits on black, 0..255)."""
-    data_dir = Path(data_dir)
+    """The 10,000 images of ``mnist/t10k-*`` under ``data_dir`` in file order (white digits on black, 0..255).
+    Read once per process and folder (building the dataset encodes 10,000 PNGs); datasets are immutable, so sharing
+    the object is safe."""
+    return _load_mnist(Path(data_dir).resolve())
+
+
+@functools.cache
+def _load_mnist(data_dir: Path) -> datasets.Dataset:
     images = _read_idx(data_dir / SETTINGS["images_file"], IMAGES_MAGIC, 3)
     labels = _read_idx(data_dir / SETTINGS["labels_file"], LABELS_MAGIC, 1)
     if len(images) != len(labels):
