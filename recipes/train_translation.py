@@ -35,7 +35,7 @@ from transformers import (
 import hf_models
 from hf_models.metrics import load_metric
 from model_card import CardContent, DatasetInfo, write_model_card
-from recipe_utils import limit
+from recipe_utils import limit, publish_output_folder, take_push_to_hub
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
 
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     if model_args.arch == "transformer" and "--lr_scheduler_type" not in (argv or sys.argv):
         training_args.lr_scheduler_type = "inverse_sqrt"  # the paper's warmup + inverse-square-root decay
     training_args.predict_with_generate = True
+    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
     set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
 
     splits, is_tatoeba = load_splits(data_args)
@@ -274,11 +275,15 @@ def main(argv: list[str] | None = None) -> dict:
                 for pair, hypothesis in zip(splits["test"]["translation"], hypotheses):
                     out.write(json.dumps({**pair, "prediction": hypothesis.strip()}, ensure_ascii=False) + "\n")
     if trainer.is_world_process_zero():
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_tatoeba)
+        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_tatoeba, hub_model_id)
+        if hub_model_id:
+            publish_output_folder(
+                training_args.output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo
+            )
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba):
+def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba, hub_model_id=None):
     dataset = TATOEBA if is_tatoeba else DatasetInfo(
         name=f"user corpus ({data_args.train_file})",
         id="custom",
@@ -311,7 +316,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
     name = Path(training_args.output_dir).name
     usage = f"""from transformers import pipeline
 
-translator = pipeline("translation", model="{training_args.output_dir}", trust_remote_code=True)
+translator = pipeline("translation", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
 print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
     write_model_card(
         training_args.output_dir,
