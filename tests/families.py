@@ -16,6 +16,7 @@ from hf_models import (
     GRUSeq2SeqForConditionalGeneration,
     TransformerConfig,
     TransformerForSequenceClassification,
+    TruncatingTextClassificationPipeline,
 )
 from hf_models.pipeline_translation import TranslationPipeline
 
@@ -72,7 +73,7 @@ class Family:
     task: str  # the pipeline task, also the model card's pipeline_tag
     auto_model: str  # the Auto class a user loads the model with
     build: Callable  # (pytest request) -> (model in eval mode, tokenizer or image processor)
-    pipeline_class: type | None = None  # the package's pipeline, where transformers has none for the task
+    pipeline_class: type | None = None  # the package's pipeline for the task, which travels with the model
 
     @property
     def images(self) -> bool:
@@ -99,7 +100,7 @@ FAMILIES = [
            trained_transformer_translator, TranslationPipeline),
     Family("gru-translation", "gru", "translation", "AutoModelForSeq2SeqLM", gru_translator, TranslationPipeline),
     Family("transformer-text-classification", "transformer", "text-classification",
-           "AutoModelForSequenceClassification", transformer_text_classifier),
+           "AutoModelForSequenceClassification", transformer_text_classifier, TruncatingTextClassificationPipeline),
     Family("vit", "vit", "image-classification", "AutoModelForImageClassification", image_classifier("vit")),
     Family("gfnet", "gfnet", "image-classification", "AutoModelForImageClassification", image_classifier("gfnet")),
     Family("afno", "afno", "image-classification", "AutoModelForImageClassification", image_classifier("afno")),

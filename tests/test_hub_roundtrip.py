@@ -65,7 +65,7 @@ REMOTE_SCRIPT = textwrap.dedent(
             "logits": logits,
             "first_logits": first_logits,
             "predictions": remote_pipeline(examples),
-            "modules": [type(obj).__module__ for obj in (model, first, remote_pipeline.model, processor)],
+            "modules": [type(obj).__module__ for obj in (model, first, remote_pipeline.model, processor, remote_pipeline)],
         }
 
 
@@ -188,10 +188,13 @@ def test_remote_pipeline_predicts_like_the_original(family_result):
 
 
 def test_remote_classes_come_from_the_repo_code(family_result):
-    model_modules = family_result.remote["modules"][:3]
-    assert all(module.startswith("transformers_modules.tester.") for module in model_modules), model_modules
+    model, first, pipeline_model, processor, remote_pipeline = family_result.remote["modules"]
+    for module in (model, first, pipeline_model):
+        assert module.startswith("transformers_modules.tester."), module
     if family_result.family.images:  # the image processor is this package's code too
-        assert family_result.remote["modules"][3].startswith("transformers_modules.tester.")
+        assert processor.startswith("transformers_modules.tester."), processor
+    if family_result.family.pipeline_class:
+        assert remote_pipeline.startswith("transformers_modules.tester."), remote_pipeline
 
 
 def test_push_with_an_unknown_token_is_refused(local_hub, tiny_translation_tokenizer):
