@@ -1,10 +1,17 @@
 """Small helpers shared by the training recipes (``recipes/`` is a script folder: import as ``from recipe_utils import``)."""
 
+import json
 import logging
+import math
+import os
+import zipfile
 from pathlib import Path
 
 import datasets
+import torch
 from huggingface_hub import HfApi, get_token
+from safetensors import safe_open
+from transformers import HfArgumentParser, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +78,143 @@ def publish_output_folder(output_dir, hub_model_id: str, token: str | None = Non
         ) from error
     logger.info("published %s to %s", output_dir, commit.commit_url)
     return commit
+
+
+# ---- Launching, mixed precision and crash safety: every recipe calls these the same way ----
+#
+#     model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
+#     logging.basicConfig(...)
+#     prepare_training(training_args)
+#     trainer = Trainer(..., callbacks=[NonFiniteLossCallback()])
+
+
+def parse_recipe_arguments(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple:
+    """The recipe's argument dataclasses, from ``argv`` (default: the command line) and an optional ``--args_file``.
+
+    ``--use_cpu`` defaults to on where no CUDA GPU is present. It has to be set before TrainingArguments exists,
+    because its ``__post_init__`` sets up the device and the process group: under a multi-process launch
+    (``accelerate launch`` with ``cpu_ddp_2proc.yaml``, ``torchrun``) on a CPU-only machine, processes without CPU
+    mode never join one gloo group and each trains alone, and ``--bf16`` is refused. ``--use_cpu False`` still wins.
+    """
+    if not torch.cuda.is_available():
+        parser.set_defaults(use_cpu=True)
+    return parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+
+
+def prepare_training(training_args) -> None:
+    """Checks and settings applied after parsing, before any data or model is built.
+
+    * A multi-process launch whose processes did not form one process group stops with an error (otherwise each
+      would silently train its own model on all the data).
+    * fp16 without a CUDA GPU stops with an error: Accelerate would train in fp32 without a word. bf16 works on CPU.
+    * Trainer's ``logging_nan_inf_filter`` is turned off, so a NaN or infinite loss shows in the logs instead of
+      being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it.
+    * The checkpoint given to ``--resume_from_checkpoint`` is verified (:func:`verify_checkpoint`).
+    * The world size, this process's rank and device, and the batch arithmetic are logged.
+    """
+    launched_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if training_args.world_size != launched_processes:
+        raise RuntimeError(
+            f"launched as one of {launched_processes} processes, but this process trains alone (world size "
+            f"{training_args.world_size}, device {training_args.device}); without a GPU the processes need "
+            "--use_cpu (the default when CUDA is unavailable) to join one gloo process group"
+        )
+    if training_args.mixed_precision == "fp16" and training_args.device.type != "cuda":
+        raise ValueError(
+            f"fp16 mixed precision needs a CUDA GPU (this process runs on {training_args.device}, where it would not be "
+            "applied); use --bf16 instead, or remove --fp16 / `mixed_precision: fp16` from the accelerate config"
+        )
+    training_args.logging_nan_inf_filter = False
+    if training_args.resume_from_checkpoint:
+        verify_checkpoint(training_args.resume_from_checkpoint)
+    total_batch = (
+        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
+    )
+    logger.info(
+        "world size %d (rank %d, local rank %d, device %s, mixed precision %s); batch per optimizer step: "
+        "%d per device x %d processes x %d accumulation steps = %d",
+        training_args.world_size, training_args.process_index, training_args.local_process_index,
+        training_args.device, training_args.mixed_precision, training_args.per_device_train_batch_size,
+        training_args.world_size, training_args.gradient_accumulation_steps, total_batch,
+    )
+
+
+def verify_checkpoint(folder) -> None:
+    """Raises ``ValueError`` naming the file when a checkpoint folder's weights or training state are missing,
+    truncated or corrupt, instead of a decoder error deep inside a resumed run.
+
+    Weights are safetensors (Trainer writes no pickled weights): each header is parsed and must describe exactly
+    the bytes of its file, which catches truncation and damaged headers (a flipped bit inside the tensor data
+    carries no checksum and is not detected). Trainer's training state (``optimizer.pt``, ``scheduler.pt``,
+    ``rng_state*.pth``, ``training_args.bin``) is written by ``torch.save`` as zip archives: every member's
+    CRC-32 is checked. JSON files (``trainer_state.json``, ``config.json``) must parse.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint folder {folder} does not exist")
+    index_file = folder / "model.safetensors.index.json"
+    if index_file.exists():
+        shards = set(json.loads(index_file.read_text())["weight_map"].values())
+        missing = sorted(shard for shard in shards if not (folder / shard).exists())
+        if missing:
+            raise ValueError(f"checkpoint file {folder / missing[0]} is missing (listed in {index_file})")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ValueError(f"checkpoint folder {folder} holds no *.safetensors weights")
+    for path in weights:
+        try:
+            with safe_open(path, framework="pt") as checkpoint:
+                checkpoint.keys()
+        except Exception as error:  # safetensors raises its own SafetensorError, or OSError
+            raise ValueError(f"checkpoint file {path} is truncated or corrupt: {error}") from error
+    for path in sorted(p for p in folder.iterdir() if p.suffix in {".pt", ".pth", ".bin"}):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged_member = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ValueError(f"checkpoint file {path} is truncated or corrupt: {error}") from error
+        if damaged_member is not None:
+            raise ValueError(f"checkpoint file {path} is corrupt: its member {damaged_member} fails the CRC check")
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"checkpoint file {path} is truncated or corrupt: {error}") from error
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stops training with :class:`NonFiniteLossError` at the first step whose loss became NaN or infinite, before
+    Trainer can save a checkpoint of the broken weights.
+
+    Trainer hands callbacks no per-step loss, but a NaN/inf loss makes NaN/inf gradients that the optimizer step
+    writes into the weights, so the weights are checked after every step (one pass over the parameters). Trainer
+    saves checkpoints after ``on_step_end``, so the error comes first and the last checkpoint stays sound. Under
+    DDP the gradients are averaged across ranks: every rank sees the same broken weights and stops at the same
+    step, and none waits forever for another. Under fp16 loss scaling, a step whose scaled gradients overflow is
+    skipped by the GradScaler and leaves the weights finite, as it should. The logged loss is checked as well
+    (:func:`prepare_training` stops Trainer from replacing a NaN loss by the running mean).
+    """
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        names, parameters = zip(*model.named_parameters())
+        finite = torch.stack([torch.isfinite(parameter).all() for parameter in parameters])
+        if not finite.all():
+            name = names[int((~finite).nonzero()[0])]
+            raise NonFiniteLossError(
+                f"loss became nan or inf at step {state.global_step}: after that step's update the parameter {name} "
+                "holds non-finite values. Stopped before saving a checkpoint; resume from the last one with a lower "
+                "--learning_rate, more --warmup_steps or --max_grad_norm"
+            )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss became {loss} at step {state.global_step} (the mean over the steps since the last log). "
+                "Stopped before saving a checkpoint; resume from the last one with a lower --learning_rate, more "
+                "--warmup_steps or --max_grad_norm"
+            )

@@ -35,7 +35,14 @@ from transformers import (
 import hf_models
 from hf_models.metrics import load_metric
 from model_card import CardContent, DatasetInfo, write_model_card
-from recipe_utils import limit, publish_output_folder, take_push_to_hub
+from recipe_utils import (
+    NonFiniteLossCallback,
+    limit,
+    parse_recipe_arguments,
+    prepare_training,
+    publish_output_folder,
+    take_push_to_hub,
+)
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
 
@@ -107,6 +114,12 @@ class InOrderSeq2SeqTrainer(Seq2SeqTrainer):
 
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+    def evaluation_loop(self, *args, **kwargs):
+        # Seq2SeqTrainer.evaluate/predict gather with accelerator.gather, which keeps the examples Accelerate repeats
+        # to give every rank a full last batch: under DDP there were more predictions than references.
+        self.gather_function = self.accelerator.gather_for_metrics
+        return super().evaluation_loop(*args, **kwargs)
 
 
 def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
@@ -219,9 +232,10 @@ def metrics_for(references: list[str], tokenizer, target_lang: str):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, Seq2SeqTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+    model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    prepare_training(training_args)
     if model_args.arch == "transformer" and "--lr_scheduler_type" not in (argv or sys.argv):
         training_args.lr_scheduler_type = "inverse_sqrt"  # the paper's warmup + inverse-square-root decay
     training_args.predict_with_generate = True
@@ -253,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         processing_class=tokenizer,
         compute_metrics=metrics_for(references("validation"), tokenizer, data_args.target_lang) if "validation" in splits else None,
+        callbacks=[NonFiniteLossCallback()],
     )
     results: dict = {}
     training_seconds = 0.0
