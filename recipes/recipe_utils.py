@@ -22,9 +22,10 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     return dataset.select(range(min(count, len(dataset)))) if dataset is not None and count else dataset
 
 
-# What a recipe's output folder holds besides the published model: Trainer's checkpoints, TensorBoard runs, and
-# private files (the same exclusions as Trainer.push_to_hub).
-PUBLISH_IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "_*"]
+# What a recipe's output folder holds besides the published model: Trainer's checkpoints, TensorBoard runs and
+# private files (Trainer.push_to_hub leaves out the same), and the pickled TrainingArguments that
+# Trainer.save_model writes (a pickle is nothing to hand out, and nobody needs it to use the model).
+PUBLISH_IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "_*", "training_args.bin"]
 
 
 class PublishError(RuntimeError):
@@ -55,10 +56,8 @@ def publish_output_folder(output_dir, hub_model_id: str, token: str | None = Non
     saying how to upload the folder later: nothing trained is lost.
     """
     api = HfApi(token=token)
-    retry = (
-        f"The trained model is saved in {output_dir}; upload it later with: "
-        f"hf upload {hub_model_id} {output_dir} --exclude 'checkpoint-*' --exclude 'runs/*'"
-    )
+    excludes = " ".join(f"--exclude '{pattern}'" for pattern in PUBLISH_IGNORE_PATTERNS)
+    retry = f"The trained model is saved in {output_dir}; upload it later with: hf upload {hub_model_id} {output_dir} {excludes}"
     if token is None and get_token() is None:
         raise PublishError(
             f"Cannot publish to {api.endpoint} (repo {hub_model_id}): no Hugging Face token. Set HF_TOKEN, pass "
