@@ -39,7 +39,7 @@ import hf_models
 from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, write_model_card
-from recipe_utils import limit
+from recipe_utils import NonFiniteLossCallback, limit, parse_recipe_arguments, prepare_training
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
 logger = logging.getLogger(__name__)
@@ -220,9 +220,10 @@ def save_attention_rollout(model, processor, test_split: datasets.Dataset, count
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+    model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    prepare_training(training_args)
     training_args.remove_unused_columns = False  # the "image" column is turned into pixel_values on the fly
     set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
 
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collate,
         processing_class=processor,
         compute_metrics=compute_metrics_fn(),
+        callbacks=[NonFiniteLossCallback()],
     )
     results: dict = {}
     training_seconds = 0.0

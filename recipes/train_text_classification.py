@@ -46,7 +46,7 @@ from matplotlib import font_manager  # noqa: E402
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
-from recipe_utils import limit  # noqa: E402
+from recipe_utils import NonFiniteLossCallback, limit, parse_recipe_arguments, prepare_training  # noqa: E402
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
 from train_classification_tokenizer import train_classification_tokenizer  # noqa: E402
 
@@ -222,9 +222,10 @@ def plot_confusion_matrix(references: np.ndarray, predicted: np.ndarray, label_n
 
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
+    model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    prepare_training(training_args)
     set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
 
     splits, is_thucnews = load_splits(data_args)
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(),
+        callbacks=[NonFiniteLossCallback()],
     )
     results: dict = {}
     training_seconds = 0.0
