@@ -62,7 +62,8 @@ def test_recipe_publishes_its_final_folder(recipe, local_hub, tmp_path):
     local = local_files(output_dir)
     assert any(name.startswith("checkpoint-2/") for name in local), "the run saved a checkpoint"
     published = local_hub.files(repo_id)
-    assert published == {name: data for name, data in local.items() if not name.startswith("checkpoint-")}
+    left_local = ("checkpoint-", "training_args.bin")  # Trainer's checkpoints and pickled arguments
+    assert published == {name: data for name, data in local.items() if not name.startswith(left_local)}
     assert set(RECIPES[recipe][2]) <= published.keys()
     assert len(local_hub.commit_shas(repo_id)) == 2, "one upload (after the repo's creation), no checkpoint pushes"
 
@@ -90,8 +91,11 @@ def test_unreachable_hub_fails_after_the_local_save(recipe, tmp_path):
 
 @pytest.fixture
 def finished_folder(tmp_path) -> Path:
+    """A model file, and what a recipe's output folder holds that is not published."""
     folder = tmp_path / "finished"
-    folder.mkdir()
+    for name in ("checkpoint-5/model.safetensors", "runs/events.out", "training_args.bin"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"local only")
     (folder / "config.json").write_text("{}")
     return folder
 
@@ -116,4 +120,5 @@ def test_publishing_again_adds_a_commit_to_the_same_repo(finished_folder, local_
     (finished_folder / "config.json").write_text('{"retrained": true}')
     second = publish_output_folder(finished_folder, "again")  # the token's user is the default namespace
     assert local_hub.commit_shas("tester/again")[1:] == [first.oid, second.oid]
-    assert local_hub.files("tester/again", revision=first.oid)["config.json"] == b"{}"
+    assert local_hub.files("tester/again", revision=first.oid) == {"config.json": b"{}"}
+    assert local_hub.files("tester/again") == {"config.json": b'{"retrained": true}'}
