@@ -90,12 +90,13 @@ def publish_output_folder(output_dir, hub_model_id: str, token: str | None = Non
 def parse_recipe_arguments(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple:
     """The recipe's argument dataclasses, from ``argv`` (default: the command line) and an optional ``--args_file``.
 
-    ``--use_cpu`` defaults to on where no CUDA GPU is present. It has to be set before TrainingArguments exists,
-    because its ``__post_init__`` sets up the device and the process group: under a multi-process launch
-    (``accelerate launch`` with ``cpu_ddp_2proc.yaml``, ``torchrun``) on a CPU-only machine, processes without CPU
-    mode never join one gloo group and each trains alone, and ``--bf16`` is refused. ``--use_cpu False`` still wins.
+    ``--use_cpu`` defaults to on where no accelerator (CUDA, MPS, XPU, ...) is present. It has to be set before
+    TrainingArguments exists, because its ``__post_init__`` sets up the device and the process group: under a
+    multi-process launch (``accelerate launch`` with ``cpu_ddp_2proc.yaml``, ``torchrun``) on a CPU-only machine,
+    processes without CPU mode never join one gloo group and each trains alone, and ``--bf16`` is refused.
+    ``--use_cpu False`` still wins.
     """
-    if not torch.cuda.is_available():
+    if not torch.accelerator.is_available():
         parser.set_defaults(use_cpu=True)
     return parser.parse_args_into_dataclasses(args=argv, args_file_flag="--args_file")
 
@@ -105,7 +106,7 @@ def prepare_training(training_args) -> None:
 
     * A multi-process launch whose processes did not form one process group stops with an error (otherwise each
       would silently train its own model on all the data).
-    * fp16 without a CUDA GPU stops with an error: Accelerate would train in fp32 without a word. bf16 works on CPU.
+    * fp16 on CPU stops with an error: Accelerate would train in fp32 without a word. bf16 works on CPU.
     * Trainer's ``logging_nan_inf_filter`` is turned off, so a NaN or infinite loss shows in the logs instead of
       being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it.
     * The checkpoint given to ``--resume_from_checkpoint`` is verified (:func:`verify_checkpoint`).
@@ -118,10 +119,10 @@ def prepare_training(training_args) -> None:
             f"{training_args.world_size}, device {training_args.device}); without a GPU the processes need "
             "--use_cpu (the default when CUDA is unavailable) to join one gloo process group"
         )
-    if training_args.mixed_precision == "fp16" and training_args.device.type != "cuda":
+    if training_args.mixed_precision == "fp16" and training_args.device.type == "cpu":
         raise ValueError(
-            f"fp16 mixed precision needs a CUDA GPU (this process runs on {training_args.device}, where it would not be "
-            "applied); use --bf16 instead, or remove --fp16 / `mixed_precision: fp16` from the accelerate config"
+            "fp16 mixed precision needs a GPU (on CPU it would not be applied and the run would train in fp32); "
+            "use --bf16 instead, or remove --fp16 / `mixed_precision: fp16` from the accelerate config"
         )
     training_args.logging_nan_inf_filter = False
     if training_args.resume_from_checkpoint:
