@@ -11,6 +11,7 @@ import datasets
 import torch
 from huggingface_hub import HfApi, get_token
 from safetensors import safe_open
+from torch.distributed.tensor import DTensor
 from transformers import HfArgumentParser, TrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -195,13 +196,15 @@ class NonFiniteLossCallback(TrainerCallback):
     saves checkpoints after ``on_step_end``, so the error comes first and the last checkpoint stays sound. Under
     DDP the gradients are averaged across ranks: every rank sees the same broken weights and stops at the same
     step, and none waits forever for another. Under fp16 loss scaling, a step whose scaled gradients overflow is
-    skipped by the GradScaler and leaves the weights finite, as it should. The logged loss is checked as well
-    (:func:`prepare_training` stops Trainer from replacing a NaN loss by the running mean).
+    skipped by the GradScaler and leaves the weights finite, as it should. Under FSDP each rank checks its own
+    shard of the parameters. The logged loss is checked as well (:func:`prepare_training` stops Trainer from
+    replacing a NaN loss by the running mean).
     """
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         names, parameters = zip(*model.named_parameters())
-        finite = torch.stack([torch.isfinite(parameter).all() for parameter in parameters])
+        shards = [parameter.to_local() if isinstance(parameter, DTensor) else parameter for parameter in parameters]
+        finite = torch.stack([torch.isfinite(shard).all() for shard in shards])
         if not finite.all():
             name = names[int((~finite).nonzero()[0])]
             raise NonFiniteLossError(
