@@ -148,11 +148,18 @@ def verify_checkpoint(folder) -> None:
     the bytes of its file, which catches truncation and damaged headers (a flipped bit inside the tensor data
     carries no checksum and is not detected). Trainer's training state (``optimizer.pt``, ``scheduler.pt``,
     ``rng_state*.pth``, ``training_args.bin``) is written by ``torch.save`` as zip archives: every member's
-    CRC-32 is checked. JSON files (``trainer_state.json``, ``config.json``) must parse.
+    CRC-32 is checked. JSON files (``trainer_state.json``, ``config.json``) must parse. Trainer writes
+    ``trainer_state.json`` last, so a folder without it is a save that died half-way (a resumed run would silently
+    start with a fresh optimizer).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"checkpoint folder {folder} does not exist")
+    if not (folder / "trainer_state.json").exists():
+        raise ValueError(
+            f"checkpoint folder {folder} is incomplete: {folder / 'trainer_state.json'} is missing (Trainer writes it "
+            "last; the run probably stopped while saving). Resume from an earlier checkpoint"
+        )
     index_file = folder / "model.safetensors.index.json"
     if index_file.exists():
         shards = set(json.loads(index_file.read_text())["weight_map"].values())

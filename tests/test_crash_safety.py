@@ -154,6 +154,13 @@ def test_missing_checkpoint_folder_is_named(tmp_path):
         verify_checkpoint(tmp_path / "checkpoint-9")
 
 
+def test_half_saved_checkpoint_is_refused(checkpoint_copy):
+    """A run killed while saving leaves a folder without trainer_state.json, which Trainer writes last."""
+    (checkpoint_copy / "trainer_state.json").unlink()
+    with pytest.raises(ValueError, match=f"checkpoint folder {checkpoint_copy} is incomplete: .*trainer_state.json"):
+        verify_checkpoint(checkpoint_copy)
+
+
 def test_recipe_refuses_to_resume_from_a_truncated_checkpoint(checkpoint_copy, recipe_args, tmp_path):
     truncate(checkpoint_copy / "model.safetensors", 100)
     result = subprocess.run(
