@@ -47,7 +47,6 @@ import yaml
 DEFAULT_BRANCH = "main"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 SOCKET_TIMEOUT_SECONDS = 30
-COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES = [  # (method, pattern, handler name); methods "GET" also serve HEAD
@@ -64,6 +63,12 @@ ROUTES = [  # (method, pattern, handler name); methods "GET" also serve HEAD
 def git_blob_sha1(data: bytes) -> str:
     """The id git (and the Hub's ETag) gives a file's contents."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def folder_oid(commit: "Commit", folder: str) -> str:
+    """A folder's id: a hash of the paths and blobs it holds (git hashes a tree object; any stable id does here)."""
+    inside = sorted(f"{name}:{blob}" for name, blob in commit.files.items() if name.startswith(folder + "/"))
+    return hashlib.sha1("\n".join(inside).encode()).hexdigest()
 
 
 def now() -> str:
@@ -183,7 +188,7 @@ class LocalHub:
         return 200, {"errors": [], "warnings": []}, {}
 
     def preupload(self, request: "_Request", repo: str, rev: str):
-        request.user()
+        request.check_write_access(repo)
         with self._lock:
             commit = self._repo(repo).resolve(unquote(rev))
         files = [
@@ -193,10 +198,13 @@ class LocalHub:
         return 200, {"files": files}, {}
 
     def commit(self, request: "_Request", repo: str, rev: str):
-        request.user()
+        request.check_write_access(repo)
         if request.query.get("create_pr"):
             raise HubError(400, "pull requests are not supported by this test hub")
-        lines = [json.loads(line) for line in request.body.splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in request.body.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise HubError(400, f"the commit body is not JSON lines: {error}") from None
         if not lines or lines[0].get("key") != "header":
             raise HubError(400, "a commit starts with a header line")
         header, operations = lines[0]["value"], lines[1:]
@@ -238,27 +246,24 @@ class LocalHub:
         return 200, info, {}
 
     def tree(self, request: "_Request", repo: str, rev: str, path: str | None):
+        """The files and folders in ``path`` (default: the root); with ``recursive``, everything below it."""
         with self._lock:
             commit = self._repo(repo).resolve(unquote(rev))
-        folder = PurePosixPath(unquote(path or "").strip("/"))
+        folder = unquote(path or "").strip("/")
+        depth = len(PurePosixPath(folder).parts)
         recursive = request.query.get("recursive", "false").lower() in ("1", "true")
-        entries: dict[str, dict] = {}
-        for file_path, blob in sorted(commit.files.items()):
-            relative = PurePosixPath(file_path)
-            if folder.parts and relative.parts[: len(folder.parts)] != folder.parts:
-                continue
-            depth = len(folder.parts)
-            parents = [PurePosixPath(*relative.parts[: i + 1]) for i in range(depth, len(relative.parts) - 1)]
-            for directory in parents if recursive else parents[:1]:
-                entries.setdefault(str(directory), {"type": "directory", "path": str(directory), "oid": ""})
-            if recursive or len(relative.parts) == depth + 1:
-                entries[file_path] = {"type": "file", "path": file_path, "size": self._size(blob), "oid": blob}
-        if folder.parts and not entries:
+        inside = {name: blob for name, blob in commit.files.items() if not folder or name.startswith(folder + "/")}
+        if folder and not inside:
             raise HubError(404, f"{folder} does not exist at {commit.sha}", "EntryNotFound", commit.sha)
-        for entry in entries.values():
-            if entry["type"] == "directory":  # a folder's id: a hash of what it holds
-                inside = sorted(f"{p}:{b}" for p, b in commit.files.items() if p.startswith(entry["path"] + "/"))
-                entry["oid"] = hashlib.sha1("\n".join(inside).encode()).hexdigest()
+        entries: dict[str, dict] = {}
+        for name, blob in sorted(inside.items()):
+            parts = PurePosixPath(name).parts
+            # The folders between `folder` and the file: all of them when recursive, else the first only.
+            for end in range(depth + 1, len(parts) if recursive else min(depth + 2, len(parts))):
+                subfolder = "/".join(parts[:end])
+                entries.setdefault(subfolder, {"type": "directory", "path": subfolder, "oid": folder_oid(commit, subfolder)})
+            if recursive or len(parts) == depth + 1:
+                entries[name] = {"type": "file", "path": name, "size": self._size(blob), "oid": blob}
         return 200, list(entries.values()), {}
 
     def resolve(self, request: "_Request", repo: str, rev: str, path: str):
@@ -323,11 +328,14 @@ class _Request:
     @property
     def body(self) -> bytes:
         if self._body is None:
-            if "chunked" in self.handler.headers.get("Transfer-Encoding", ""):
-                raise HubError(411, "send a Content-Length: chunked bodies are not accepted")
-            length = int(self.handler.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
+            length = self.handler.headers.get("Content-Length", "0")
+            if "chunked" in self.handler.headers.get("Transfer-Encoding", "") or not length.isdigit():
+                self.handler.close_connection = True  # the body's end is unknown: the connection cannot be reused
+                raise HubError(411, "send a Content-Length (chunked bodies are not accepted)")
+            if int(length) > MAX_BODY_BYTES:
+                self.handler.close_connection = True  # the body stays unread
                 raise HubError(413, f"request body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit")
+            length = int(length)
             self._body = self.handler.rfile.read(length)
         return self._body
 
@@ -346,6 +354,12 @@ class _Request:
         if token not in self.hub.tokens:
             raise HubError(401, "Invalid credentials in Authorization header")
         return self.hub.tokens[token]
+
+    def check_write_access(self, repo_id: str) -> None:
+        """A token writes to its own user's repos only."""
+        user = self.user()
+        if repo_id.split("/")[0] != user:
+            raise HubError(403, f"{user} has no write access to {repo_id}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -373,14 +387,19 @@ class _Handler(BaseHTTPRequestHandler):
                     break
             else:
                 raise HubError(404, f"{self.command} {request.path} is not served by this test hub")
-        except HubError as error:
-            status, body, headers = error.status, {"error": error.message, **error.body}, {"X-Error-Message": error.message}
+            if method == "POST" and request._body is None:
+                request.body  # noqa: B018  (read the unused body, so the next request on the connection starts right)
+        except Exception as error:  # a bug or a malformed request: the client gets a 500, not a dropped connection
+            if not isinstance(error, HubError):
+                error = HubError(500, f"{type(error).__name__}: {error}")
+            status, body = error.status, {"error": error.message, **error.body}
+            headers = {"X-Error-Message": error.message}
             if error.error_code:
                 headers["X-Error-Code"] = error.error_code
             if error.commit:
                 headers["X-Repo-Commit"] = error.commit
-        if method == "POST" and request._body is None:
-            request.body  # noqa: B018  (drain the body so the kept-alive connection stays in sync)
+            if method == "POST" and request._body is None:
+                self.close_connection = True  # the body was not read
         hub.requests.append((self.command, request.path, status))
         data = body.read_bytes() if isinstance(body, Path) else json.dumps(body).encode()
         self.send_response(status)
