@@ -58,7 +58,10 @@ def publish_output_folder(output_dir, hub_model_id: str, token: str | None = Non
     """
     api = HfApi(token=token)
     excludes = " ".join(f"--exclude '{pattern}'" for pattern in PUBLISH_IGNORE_PATTERNS)
-    retry = f"The trained model is saved in {output_dir}; upload it later with: hf upload {hub_model_id} {output_dir} {excludes}"
+    retry = (
+        f"The trained model is saved in {output_dir}; upload it later with: "
+        f"hf upload {hub_model_id} {output_dir} {excludes}"
+    )
     if token is None and get_token() is None:
         raise PublishError(
             f"Cannot publish to {api.endpoint} (repo {hub_model_id}): no Hugging Face token. Set HF_TOKEN, pass "

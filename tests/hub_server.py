@@ -41,8 +41,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import huggingface_hub
 import pytest
+import transformers.utils.hub
 import yaml
+from huggingface_hub import constants
 
 DEFAULT_BRANCH = "main"
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -191,10 +194,9 @@ class LocalHub:
         request.check_write_access(repo)
         with self._lock:
             commit = self._repo(repo).resolve(unquote(rev))
-        files = [
-            {"path": file["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": commit.files.get(file["path"])}
-            for file in request.json()["files"]
-        ]
+        # "oid" lets the client leave out files that did not change.
+        paths = [file["path"] for file in request.json()["files"]]
+        files = [{"path": p, "uploadMode": "regular", "shouldIgnore": False, "oid": commit.files.get(p)} for p in paths]
         return 200, {"files": files}, {}
 
     def commit(self, request: "_Request", repo: str, rev: str):
@@ -261,7 +263,8 @@ class LocalHub:
             # The folders between `folder` and the file: all of them when recursive, else the first only.
             for end in range(depth + 1, len(parts) if recursive else min(depth + 2, len(parts))):
                 subfolder = "/".join(parts[:end])
-                entries.setdefault(subfolder, {"type": "directory", "path": subfolder, "oid": folder_oid(commit, subfolder)})
+                oid = folder_oid(commit, subfolder)
+                entries.setdefault(subfolder, {"type": "directory", "path": subfolder, "oid": oid})
             if recursive or len(parts) == depth + 1:
                 entries[name] = {"type": "file", "path": name, "size": self._size(blob), "oid": blob}
         return 200, list(entries.values()), {}
@@ -427,10 +430,6 @@ def local_hub_session(root: str | os.PathLike, token: str = "hf_local_test_token
     transformers' shared ``HfApi``: those are patched. Offline mode is switched off and the download cache moved
     to ``root`` so that no test reads or fills the user's cache.
     """
-    import huggingface_hub
-    import transformers.utils.hub
-    from huggingface_hub import constants
-
     hub = LocalHub(Path(root) / "hub", tokens={token: user}).start()
     cache = Path(root) / "cache"
     environment = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": token, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}

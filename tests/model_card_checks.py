@@ -21,7 +21,9 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index
 
 # The sections a card of this project has (recipes/model_card.py writes them).
-REQUIRED_SECTIONS = ["## Results on the test split", "## Training data", "## Training", "## How to use", "## Limitations"]
+REQUIRED_SECTIONS = [
+    "## Results on the test split", "## Training data", "## Training", "## How to use", "## Limitations"
+]  # fmt: skip
 USAGE_SNIPPET = re.compile(r"^## How to use\s*\n.*?```python\n(.*?)```", flags=re.DOTALL | re.MULTILINE)
 # Where a snippet names the model: pipeline(..., model="...") or Auto*.from_pretrained("...").
 MODEL_REFERENCE = re.compile(r"""(?:\bmodel\s*=\s*|from_pretrained\(\s*)(["'])(.+?)\1""")

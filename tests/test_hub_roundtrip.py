@@ -65,7 +65,9 @@ REMOTE_SCRIPT = textwrap.dedent(
             "logits": logits,
             "first_logits": first_logits,
             "predictions": remote_pipeline(examples),
-            "modules": [type(obj).__module__ for obj in (model, first, remote_pipeline.model, processor, remote_pipeline)],
+            "modules": [
+                type(obj).__module__ for obj in (model, first, remote_pipeline.model, processor, remote_pipeline)
+            ],
         }
 
 
