@@ -70,11 +70,10 @@ class TruncatingTextClassificationPipeline(TextClassificationPipeline):
         super().save_pretrained(save_directory, **kwargs)
 
 
-def save_for_text_classification(model, tokenizer, output_dir: str | os.PathLike, **save_kwargs) -> None:
+def save_for_text_classification(model, tokenizer, output_dir: str | os.PathLike) -> None:
     """Saves ``model`` (safetensors), ``tokenizer`` and this pipeline's code in ``output_dir``, so that
     ``pipeline("text-classification", model=output_dir, trust_remote_code=True)`` works without this package. The
     model's own code travels too when its classes were ``register_for_auto_class``-ed (as ``import hf_models``
-    does). ``save_kwargs`` go to ``save_pretrained``."""
-    TruncatingTextClassificationPipeline(model=model, tokenizer=tokenizer, device=model.device).save_pretrained(
-        output_dir, **save_kwargs
-    )
+    does). To publish, push the pipeline itself
+    (``TruncatingTextClassificationPipeline(model=..., tokenizer=...).push_to_hub(repo_id)``) or upload this folder."""
+    TruncatingTextClassificationPipeline(model=model, tokenizer=tokenizer, device=model.device).save_pretrained(output_dir)

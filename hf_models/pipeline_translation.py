@@ -162,11 +162,11 @@ def register_translation_pipeline() -> None:
     )
 
 
-def save_for_translation(model, tokenizer, output_dir: str | os.PathLike, **save_kwargs) -> None:
+def save_for_translation(model, tokenizer, output_dir: str | os.PathLike) -> None:
     """Saves ``model`` (safetensors), ``tokenizer``, the generation config and this pipeline's code in
     ``output_dir``, so that ``pipeline("translation", model=output_dir, trust_remote_code=True)`` works without
     this package. The model's own code travels too when its classes were ``register_for_auto_class``-ed (as
-    ``import hf_models`` does). ``save_kwargs`` go to ``save_pretrained`` (e.g. ``push_to_hub``)."""
-    TranslationPipeline(model=model, tokenizer=tokenizer, device=model.device).save_pretrained(
-        output_dir, **save_kwargs
-    )
+    ``import hf_models`` does). To publish, push the
+    pipeline itself (``TranslationPipeline(model=..., tokenizer=...).push_to_hub(repo_id)``, one commit with the
+    pipeline's code) or upload this folder; ``save_pretrained(..., push_to_hub=True)`` would leave the code out."""
+    TranslationPipeline(model=model, tokenizer=tokenizer, device=model.device).save_pretrained(output_dir)

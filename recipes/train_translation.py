@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         training_seconds = time.perf_counter() - start
         results.update(train_result.metrics)
     if trainer.is_world_process_zero():
+        trainer.model.config.use_cache = True  # Trainer turns it off for training; generation wants it on
         hf_models.save_for_translation(trainer.model, tokenizer, training_args.output_dir)
 
     if "test" in tokenized:
