@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from huggingface_hub import ModelCard
-from transformers import pipeline
+from transformers import ViTConfig, ViTForImageClassification, pipeline
+
+from hf_models.convert_vit_from_transformers import convert_vit
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 sys.path.insert(0, str(RECIPES))
@@ -76,3 +79,21 @@ def test_recipe_on_image_folders(tmp_path, image_folders, family):
 def test_eval_strategy_without_validation_split_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs a validation split"):
         main(["--arch", "gfnet", "--output_dir", str(tmp_path), "--eval_strategy", "epoch", *QUICK])
+
+
+def test_recipe_fine_tunes_a_converted_transformers_vit(tmp_path, image_folders):
+    """The pretrained-weights path: a transformers ViT checkpoint, converted, then fine-tuned on 2 new classes."""
+    torch.manual_seed(0)
+    source = ViTForImageClassification(ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        num_labels=5,
+    ))
+    convert_vit(source).save_pretrained(tmp_path / "converted")
+    results = main([
+        "--model_name_or_path", str(tmp_path / "converted"), "--output_dir", str(tmp_path / "tuned"),
+        "--train_dir", str(image_folders / "train"), "--test_dir", str(image_folders / "validation"), *QUICK,
+    ])
+    assert "test_accuracy" in results
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["model_type"] == "hfm_vit" and config["id2label"] == {"0": "blue", "1": "red"}
+    assert (tmp_path / "tuned" / "attention_rollout.png").exists()
