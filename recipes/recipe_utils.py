@@ -121,7 +121,7 @@ def prepare_training(training_args) -> None:
         raise RuntimeError(
             f"launched as one of {launched_processes} processes, but this process trains alone (world size "
             f"{training_args.world_size}, device {training_args.device}); without a GPU the processes need "
-            "--use_cpu (the default when CUDA is unavailable) to join one gloo process group"
+            "--use_cpu (the recipes' default where no accelerator is present) to join one gloo process group"
         )
     if training_args.mixed_precision == "fp16" and training_args.device.type == "cpu":
         raise ValueError(
@@ -174,8 +174,8 @@ def verify_checkpoint(folder) -> None:
         raise ValueError(f"checkpoint folder {folder} holds no *.safetensors weights")
     for path in weights:
         try:
-            with safe_open(path, framework="pt") as checkpoint:
-                checkpoint.keys()
+            with safe_open(path, framework="pt"):
+                pass  # opening parses the header and checks it against the file size
         except Exception as error:  # safetensors raises its own SafetensorError, or OSError
             raise ValueError(f"checkpoint file {path} is truncated or corrupt: {error}") from error
     for path in sorted(p for p in folder.iterdir() if p.suffix in {".pt", ".pth", ".bin"}):
