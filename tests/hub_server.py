@@ -402,7 +402,10 @@ class _Handler(BaseHTTPRequestHandler):
             if error.commit:
                 headers["X-Repo-Commit"] = error.commit
             if method == "POST" and request._body is None:
-                self.close_connection = True  # the body was not read
+                try:  # drain the unread body: closing on a client still sending resets the connection
+                    request.body  # noqa: B018
+                except HubError:
+                    self.close_connection = True  # too large or of unknown length: left unread
         hub.requests.append((self.command, request.path, status))
         data = body.read_bytes() if isinstance(body, Path) else json.dumps(body).encode()
         self.send_response(status)
