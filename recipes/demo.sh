@@ -13,7 +13,7 @@ train_translation() {  # arch, extra flags...
     recipes/train_translation.py --arch "$arch" --model_size small --data_dir "$DATA_DIR" \
     --output_dir "$OUTPUTS/demo_translation_$arch" --use_cpu \
     --per_device_train_batch_size 64 --per_device_eval_batch_size 128 --eval_strategy no --save_strategy no \
-    --logging_steps 50 --report_to none --seed 42 "$@"
+    --logging_steps 50 --report_to none --seed 42 --max_test_samples 300 "$@"
 }
 
 train_translation transformer --max_steps 900 --learning_rate 1e-3 --warmup_steps 200

@@ -61,7 +61,8 @@ def main() -> None:
         translator = pipeline("translation", model=str(model_dir), trust_remote_code=True)
         results = json.loads((model_dir / "results.json").read_text())
         print(f"\n== {model_dir} ({type(model).__name__}, {model.num_parameters():,} parameters)")
-        print(f"   test BLEU {results['BLEU']:.2f}, chrF {results['chrF']:.2f} (1,000 held-out Tatoeba pairs)")
+        test_pairs = len((model_dir / "test_translations.jsonl").read_text(encoding="utf-8").splitlines())
+        print(f"   test BLEU {results['BLEU']:.2f}, chrF {results['chrF']:.2f} on {test_pairs:,} held-out pairs")
         for sentence, result in zip(args.sentences, translator(args.sentences, num_beams=4)):
             print(f"   {sentence} -> {result['translation_text']}")
         target_tokens, source_tokens, weights = cross_attention(model, tokenizer, args.sentences[0])
