@@ -16,8 +16,8 @@ train_translation() {  # arch, extra flags...
     --logging_steps 50 --report_to none --seed 42 --max_test_samples 300 "$@"
 }
 
-train_translation transformer --max_steps 900 --learning_rate 1e-3 --warmup_steps 200
-train_translation gru --max_steps 600 --learning_rate 3e-3 --lr_scheduler_type linear
+train_translation transformer --max_steps 600 --learning_rate 1e-3 --warmup_steps 200
+train_translation gru --max_steps 400 --learning_rate 3e-3 --lr_scheduler_type linear
 "$BIN/python" recipes/demo_translation.py "$OUTPUTS/demo_translation_transformer" "$OUTPUTS/demo_translation_gru"
 
 # Chinese headline classification (THUCNews): a small encoder trained for one epoch, then the pipeline, loaded from
