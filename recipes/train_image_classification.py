@@ -39,7 +39,14 @@ import hf_models
 from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, write_model_card
-from recipe_utils import NonFiniteLossCallback, limit, parse_recipe_arguments, prepare_training
+from recipe_utils import (
+    NonFiniteLossCallback,
+    limit,
+    parse_recipe_arguments,
+    prepare_training,
+    publish_output_folder,
+    take_push_to_hub,
+)
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
 logger = logging.getLogger(__name__)
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     prepare_training(training_args)
     training_args.remove_unused_columns = False  # the "image" column is turned into pixel_values on the fly
+    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
     set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
 
     if training_args.eval_strategy != "no" and not data_args.validation_dir:
@@ -275,11 +283,17 @@ def main(argv: list[str] | None = None) -> dict:
                     trainer.model, processor, splits["test"], data_args.rollout_images, output_dir / "attention_rollout.png"
                 )
     if trainer.is_world_process_zero():
-        write_card(training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist)
+        write_card(
+            training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id
+        )
+        if hub_model_id:
+            publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
 
 
-def write_card(training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist):
+def write_card(
+    training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None
+):
     dataset = MNIST_INFO if is_mnist else DatasetInfo(
         name=f"user images ({data_args.train_dir})",
         id="imagefolder",
@@ -312,10 +326,13 @@ def write_card(training_args, model_args, data_args, model, processor, results, 
         "label_smoothing_factor": training_args.label_smoothing_factor,
         "seed": training_args.seed,
     }
-    usage = f"""from transformers import pipeline
+    usage = f"""from PIL import Image, ImageDraw
+from transformers import pipeline
 
-classifier = pipeline("image-classification", model="{training_args.output_dir}", trust_remote_code=True)
-print(classifier("digit.png"))  # a path, URL or PIL image; converted to the model's channels and size"""
+classifier = pipeline("image-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
+image = Image.new("L", (28, 28))  # a white "1" on black, as in MNIST
+ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)
+print(classifier(image))  # or a path or URL; any size and colour mode is converted to the model's input"""
     extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
     if "test_confusion_matrix" in results:
         extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (

@@ -46,7 +46,14 @@ from matplotlib import font_manager  # noqa: E402
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
-from recipe_utils import NonFiniteLossCallback, limit, parse_recipe_arguments, prepare_training  # noqa: E402
+from recipe_utils import (  # noqa: E402
+    NonFiniteLossCallback,
+    limit,
+    parse_recipe_arguments,
+    prepare_training,
+    publish_output_folder,
+    take_push_to_hub,
+)
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
 from train_classification_tokenizer import train_classification_tokenizer  # noqa: E402
 
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     prepare_training(training_args)
+    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
     set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
 
     splits, is_thucnews = load_splits(data_args)
@@ -270,11 +278,13 @@ def main(argv: list[str] | None = None) -> dict:
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews)
+        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id)
+        if hub_model_id:
+            publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews):
+def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
         name=f"user corpus ({data_args.train_file})",
         id="custom",
@@ -315,7 +325,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
     validation = {key: results[key] for key in ("validation_accuracy", "validation_macro_f1") if key in results}
     usage = f"""from transformers import pipeline
 
-classifier = pipeline("text-classification", model="{training_args.output_dir}", trust_remote_code=True)
+classifier = pipeline("text-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
     extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}

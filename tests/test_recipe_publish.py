@@ -28,6 +28,20 @@ RECIPES = {
          "--per_device_train_batch_size", "8", "--learning_rate", "1e-3"],
         ["model.safetensors", "config.json", "tokenizer.json", "pipeline_translation.py", "README.md", "results.json"],
     ),
+    "text-classification": (
+        "train_text_classification.py",
+        ["--model_size", "tiny", "--max_train_samples", "32", "--max_eval_samples", "8", "--max_test_samples", "8",
+         "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3"],
+        ["model.safetensors", "config.json", "tokenizer.json", "pipeline_text_classification.py", "README.md",
+         "results.json"],
+    ),
+    "image-classification": (
+        "train_image_classification.py",
+        ["--arch", "vit", "--model_size", "tiny", "--max_train_samples", "32", "--max_test_samples", "8",
+         "--per_device_train_batch_size", "8", "--learning_rate", "1e-3"],
+        ["model.safetensors", "config.json", "preprocessor_config.json", "image_processing_classification.py",
+         "README.md", "results.json"],
+    ),
 }  # fmt: skip
 # Trainer saves a checkpoint at step 2 of 3: it must stay local.
 COMMON = ["--max_steps", "3", "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none", "--use_cpu"]
