@@ -69,7 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch intra-op threads (default: torch's choice). On a busy machine, 1 avoids OpenMP threads waiting "
         "for each other and gives steadier ratios",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions: a smoke run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, two repetitions, one thread: a smoke run of seconds (overrides the size options)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         for name, value in QUICK_SIZES.items():
@@ -141,7 +145,8 @@ def make_batch(args) -> dict[str, torch.Tensor]:
 
     input_ids, attention_mask = padded(args.src_len)
     labels, label_mask = padded(args.tgt_len)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels.masked_fill(label_mask == 0, -100)}
+    labels = labels.masked_fill(label_mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
@@ -195,7 +200,8 @@ def generation_run(model, batch, generation_config):
         )
         expected = generation_config.max_new_tokens + 1  # + the decoder start token
         if output.shape != (batch["input_ids"].size(0), expected):
-            raise RuntimeError(f"{type(model).__name__} generated shape {tuple(output.shape)}, expected length {expected}")
+            name = type(model).__name__
+            raise RuntimeError(f"{name} generated shape {tuple(output.shape)}, expected length {expected}")
 
     return run
 
