@@ -52,7 +52,7 @@ def train(run: str, threads: int) -> float:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=env, check=True)
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=sys.stderr)  # stdout carries only the JSON
     return time.perf_counter() - start
 
 

@@ -37,6 +37,9 @@ class TransformerConfig(PreTrainedConfig):
             ``"mean"`` (average over the real tokens, padding excluded) or ``"cls"`` (the state of the first token,
             the ``[CLS]`` that the classification tokenizer prepends).
         classifier_dropout: dropout on the pooled vector before the classifier; ``None`` uses ``dropout``.
+        word_dropout: while training, each input token but the first (``[CLS]``) is hidden from attention and pooling
+            with this probability: the word dropout of deep averaging networks (Iyyer et al. 2015), a regulariser for
+            small text-classification sets; only ``TransformerForSequenceClassification`` uses it.
     """
 
     model_type = "vaswani_transformer"
@@ -65,6 +68,7 @@ class TransformerConfig(PreTrainedConfig):
         init_std: float | None = None,
         classifier_pooling: str = "mean",
         classifier_dropout: float | None = None,
+        word_dropout: float = 0.0,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -85,7 +89,7 @@ class TransformerConfig(PreTrainedConfig):
         check_choice("attention_type", attention_type, ATTENTION_TYPES)
         check_choice("activation_function", activation_function, ACTIVATIONS)
         check_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
+        for name in ("dropout", "attention_dropout", "activation_dropout", "word_dropout"):
             check_probability(name, locals()[name])
         if classifier_dropout is not None:
             check_probability("classifier_dropout", classifier_dropout)
@@ -109,6 +113,7 @@ class TransformerConfig(PreTrainedConfig):
         self.init_std = init_std if init_std is not None else hidden_size**-0.5
         self.classifier_pooling = classifier_pooling
         self.classifier_dropout = classifier_dropout
+        self.word_dropout = word_dropout
         self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,

@@ -463,6 +463,14 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         return output if return_dict else output.to_tuple()
 
 
+def word_dropout(attention_mask: torch.Tensor, probability: float) -> torch.Tensor:
+    """Hides each token but the first from the model with ``probability`` by zeroing its attention-mask entry (Iyyer
+    et al. 2015). The first token ([CLS]) always stays, so CLS pooling has its token and no text loses every token."""
+    keep = torch.rand(attention_mask.shape, device=attention_mask.device) >= probability
+    keep[:, 0] = True
+    return attention_mask * keep
+
+
 def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Average of ``(batch, length, hidden)`` states over the positions where ``attention_mask`` is 1, so padding
     never changes the result; a row with no real token gives zeros instead of NaN."""
@@ -483,7 +491,8 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
 
     ``labels``: class ids ``(batch,)`` for single-label classification, 0/1 floats ``(batch, num_labels)`` for
     multi-label, floats for regression; ``config.problem_type`` picks the loss (inferred from ``num_labels`` and the
-    labels' dtype when unset, as in every transformers classifier).
+    labels' dtype when unset, as in every transformers classifier). While training, ``config.word_dropout`` hides
+    random tokens (see :func:`word_dropout`).
     """
 
     base_model_prefix = "encoder"
@@ -513,6 +522,11 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
         return_dict=True,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        if self.training and self.config.word_dropout > 0:
+            shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+            if attention_mask is None:
+                attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
+            attention_mask = word_dropout(attention_mask, self.config.word_dropout)
         outputs = self.encoder(
             input_ids,
             attention_mask,

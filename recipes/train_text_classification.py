@@ -55,6 +55,7 @@ from recipe_utils import (  # noqa: E402
     take_push_to_hub,
 )
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
+from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS  # noqa: E402
 from train_classification_tokenizer import train_classification_tokenizer  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ class ModelArguments:
         default=None,
         metadata={"help": "Tokenizer folder. Default: tokenizer_data/thucnews for THUCNews; trained on --train_file otherwise."},
     )
-    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size when a tokenizer is trained here."})
+    vocab_size: int = field(
+        default=TOKENIZER_SETTINGS["vocab_size"], metadata={"help": "Vocabulary size when a tokenizer is trained here."}
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa."})
 
 
@@ -108,6 +111,10 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
     max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test texts."})
+    piece_split_probability: float = field(
+        default=0.0,
+        metadata={"help": "Training only: each multi-character token is replaced by its characters with this probability."},
+    )
 
 
 def parse_config_overrides(text: str | None) -> dict:
@@ -163,6 +170,29 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, max_seq_length: int
         if truncated:
             logger.warning("%s: %d of %d texts are longer than max_seq_length=%d tokens and were truncated", name, truncated, len(split), max_seq_length)
     return tokenized.remove_columns("truncated").rename_column("label", "labels")
+
+
+def piece_splitting(tokenizer, probability: float, max_seq_length: int, seed: int):
+    """A ``datasets`` transform that re-segments training texts at random: every multi-character token (``学院``) is
+    replaced by its characters (``学 院``) with ``probability``, anew each time a text is read, so the model also
+    learns from the characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020;
+    seeded, so a run is reproducible). Evaluation and the pipeline keep the tokenizer's own segmentation."""
+    vocab = tokenizer.get_vocab()
+    characters = {
+        index: [vocab[character] for character in token]
+        for token, index in vocab.items()
+        if len(token) > 1 and token not in tokenizer.all_special_tokens and all(character in vocab for character in token)
+    }
+    rng = np.random.default_rng(seed)
+
+    def transform(batch):
+        input_ids = []
+        for ids in batch["input_ids"]:
+            split = [part for index in ids for part in (characters[index] if index in characters and rng.random() < probability else [index])]
+            input_ids.append(split if len(split) <= max_seq_length else ids)
+        return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids], "labels": batch["labels"]}
+
+    return transform
 
 
 def build_model(model_args: ModelArguments, tokenizer, label_names: list[str], max_seq_length: int):
@@ -242,6 +272,10 @@ def main(argv: list[str] | None = None) -> dict:
     label_names = next(iter(splits.values())).features["label"].names
     tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_thucnews)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
+    if data_args.piece_split_probability and "train" in tokenized:
+        tokenized["train"] = tokenized["train"].with_transform(
+            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, training_args.seed)
+        )
     model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
     logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
 

@@ -188,8 +188,32 @@ def test_hidden_states_and_attentions_are_returned():
     assert output.attentions[0].shape == (3, TINY["num_attention_heads"], 9, 9)
 
 
+def test_word_dropout_hides_random_tokens_only_while_training():
+    model = tiny_classifier(word_dropout=0.5)
+    input_ids, attention_mask = padded_batch()
+    reference = tiny_classifier()  # same seed, same weights, no word dropout
+    torch.testing.assert_close(logits(model, input_ids, attention_mask), logits(reference, input_ids, attention_mask))
+
+    seen_masks = []
+    model.encoder.register_forward_hook(lambda module, args, output: seen_masks.append(args[1].clone()))
+    model.train()
+    torch.manual_seed(3)
+    first = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    torch.manual_seed(3)
+    again = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    torch.testing.assert_close(first, again)  # reproducible under the seed
+    mask = seen_masks[0]
+    assert bool((mask <= attention_mask).all())  # padding stays hidden
+    assert bool(mask[:, 0].all())  # the first token ([CLS]) is always kept
+    dropped = int((attention_mask - mask).sum())
+    assert 0 < dropped < int(attention_mask[:, 1:].sum())
+    model(input_ids=input_ids)  # no attention mask given: one is made, then thinned
+    assert seen_masks[-1].shape == input_ids.shape and not bool(seen_masks[-1].all())
+
+
 @pytest.mark.parametrize(
-    "field, value", [("classifier_pooling", "max"), ("classifier_dropout", 1.0), ("classifier_dropout", -0.1)]
+    "field, value",
+    [("classifier_pooling", "max"), ("classifier_dropout", 1.0), ("classifier_dropout", -0.1), ("word_dropout", 1.5)],
 )
 def test_invalid_classifier_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):

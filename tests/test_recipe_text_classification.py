@@ -14,7 +14,9 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 sys.path.insert(0, str(RECIPES))  # recipes/ is a script folder, not a package
 
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS  # noqa: E402
-from train_text_classification import parse_config_overrides  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from train_text_classification import DEFAULT_TOKENIZER, parse_config_overrides, piece_splitting  # noqa: E402
 
 QUICK = [
     "--model_size", "tiny", "--max_steps", "4", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
@@ -55,10 +57,11 @@ def check_output_folder(output_dir: Path, class_names: list[str]) -> dict:
 @pytest.mark.skipif(not (DEFAULT_DATA_DIR / THUCNEWS["folder"]).is_dir(), reason="THUCNews not in the data folder")
 def test_recipe_on_thucnews(tmp_path):
     run_recipe("--output_dir", str(tmp_path), "--max_train_samples", "64", "--max_eval_samples", "32",
-               "--max_test_samples", "40", "--config_overrides", "classifier_pooling=cls,attention_dropout=0.1", *QUICK)
+               "--max_test_samples", "40", "--config_overrides", "classifier_pooling=cls,attention_dropout=0.1,word_dropout=0.1",
+               "--piece_split_probability", "0.3", *QUICK)
     class_names = (DEFAULT_DATA_DIR / THUCNEWS["folder"] / THUCNEWS["label_names"]).read_text().split()
     config = check_output_folder(tmp_path, class_names)
-    assert config["classifier_pooling"] == "cls" and config["attention_dropout"] == 0.1
+    assert config["classifier_pooling"] == "cls" and config["attention_dropout"] == 0.1 and config["word_dropout"] == 0.1
     card = (tmp_path / "README.md").read_text()
     assert "THUCNews" in card and "train_first33590.txt" in card
 
@@ -87,3 +90,26 @@ def test_config_overrides_are_parsed_and_checked():
         parse_config_overrides("hidden_sise=3")
     with pytest.raises(ValueError, match="'encoder_layers'"):
         parse_config_overrides("encoder_layers")
+
+
+def test_piece_splitting_replaces_pieces_by_their_characters_reproducibly():
+    tokenizer = AutoTokenizer.from_pretrained(DEFAULT_TOKENIZER)
+    encoded = tokenizer(["中华女子学院：本科层次仅1专业招男生", "iPhone发布"])
+    batch = {**encoded, "labels": [3, 4]}
+    pieces = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
+
+    def segmentations(probability, seed=0, max_length=64, repeats=20):
+        transform = piece_splitting(tokenizer, probability, max_length, seed)
+        return [transform(batch) for _ in range(repeats)]
+
+    assert all(out["input_ids"] == encoded["input_ids"] for out in segmentations(0.0))
+    for out in segmentations(1.0):  # every piece split: characters only, same text, masks and labels follow
+        tokens = [tokenizer.convert_ids_to_tokens(ids) for ids in out["input_ids"]]
+        assert all(len(token) == 1 for row in tokens for token in row[1:-1])
+        assert ["".join(row[1:-1]) for row in tokens] == ["".join(row[1:-1]) for row in pieces]
+        assert [len(mask) for mask in out["attention_mask"]] == [len(ids) for ids in out["input_ids"]] and out["labels"] == [3, 4]
+    mixed = segmentations(0.5)
+    assert len({tuple(out["input_ids"][0]) for out in mixed}) > 2  # a new segmentation each time a text is read
+    assert mixed == segmentations(0.5)  # the same seed gives the same sequence
+    [capped] = segmentations(1.0, max_length=16, repeats=1)  # 21 characters would not fit: the first text stays whole
+    assert capped["input_ids"][0] == encoded["input_ids"][0] and len(capped["input_ids"][1]) == 10
