@@ -1,5 +1,6 @@
 """Small helpers shared by the training recipes (``recipes/`` is a script folder: import as ``from recipe_utils import``)."""
 
+import inspect
 import json
 import logging
 import math
@@ -12,7 +13,7 @@ import torch
 from huggingface_hub import HfApi, get_token
 from safetensors import safe_open
 from torch.distributed.tensor import DTensor
-from transformers import HfArgumentParser, TrainerCallback
+from transformers import HfArgumentParser, PreTrainedConfig, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,37 @@ def publish_output_folder(output_dir, hub_model_id: str, token: str | None = Non
 #     logging.basicConfig(...)
 #     prepare_training(training_args)
 #     trainer = Trainer(..., callbacks=[NonFiniteLossCallback()])
+
+
+def config_fields(config_class: type[PreTrainedConfig]) -> set[str]:
+    """The keyword arguments a config class takes itself, along its chain of parents up to ``PreTrainedConfig``."""
+    fields = set()
+    for cls in config_class.__mro__:
+        if cls is PreTrainedConfig or not issubclass(cls, PreTrainedConfig) or "__init__" not in vars(cls):
+            continue
+        fields |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    return fields
+
+
+def parse_config_overrides(text: str | None, config_class: type[PreTrainedConfig]) -> dict:
+    """``"encoder_layers=0,pre_layer_norm=false"`` -> ``{"encoder_layers": 0, "pre_layer_norm": False}``: the recipes'
+    ``--config_overrides``. Values are JSON (numbers, true/false/null) or else strings; every key must be an argument
+    of ``config_class``, so a typo fails before training instead of being stored unused in the config."""
+    if not text:
+        return {}
+    known = config_fields(config_class)
+    overrides = {}
+    for item in text.split(","):
+        key, separator, value = (part.strip() for part in item.partition("="))
+        if not separator or key not in known:
+            raise ValueError(
+                f"--config_overrides: {item!r} is not 'field=value' with a {config_class.__name__} field ({', '.join(sorted(known))})"
+            )
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
 
 
 def parse_recipe_arguments(parser: HfArgumentParser, argv: list[str] | None = None) -> tuple:

@@ -33,7 +33,7 @@ import numpy as np
 import PIL.Image
 import torch
 import transformers
-from transformers import AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import hf_models
 from hf_models.metrics import load_metric
@@ -42,6 +42,7 @@ from model_card import CardContent, DatasetInfo, write_model_card
 from recipe_utils import (
     NonFiniteLossCallback,
     limit,
+    parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
@@ -85,6 +86,10 @@ class ModelArguments:
     model_size: str = field(default="tiny", metadata={"help": "A named size from settings/image_classification_models.json."})
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from this saved model (and its processor) instead of a named size."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Change fields of the named size, e.g. 'drop_path_rate=0.1,attention_type=performer'."},
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (ViT only)."})
 
@@ -150,8 +155,10 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     label_names = next(iter(splits.values())).features["label"].names
     labels = {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
     if model_args.model_name_or_path:
+        config_class = type(AutoConfig.from_pretrained(model_args.model_name_or_path))
+        overrides = parse_config_overrides(model_args.config_overrides, config_class)
         model = AutoModelForImageClassification.from_pretrained(
-            model_args.model_name_or_path, num_labels=len(label_names), ignore_mismatched_sizes=True, **labels
+            model_args.model_name_or_path, num_labels=len(label_names), ignore_mismatched_sizes=True, **labels, **overrides
         )
     else:
         config_class, model_class = ARCHITECTURES[model_args.arch]
@@ -159,7 +166,8 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
         if model_args.model_size not in sizes:
             raise ValueError(f"--model_size {model_args.model_size!r} unknown for {model_args.arch}; choose from {sorted(sizes)}")
         num_channels = data_args.num_channels or (1 if is_mnist else 3)
-        model = model_class(config_class(**sizes[model_args.model_size], num_channels=num_channels, **labels))
+        overrides = parse_config_overrides(model_args.config_overrides, config_class)
+        model = model_class(config_class(**{**sizes[model_args.model_size], **overrides}, num_channels=num_channels, **labels))
     if model_args.arch == "vit" or isinstance(model, hf_models.VisionTransformerForImageClassification):
         model.config._attn_implementation = model_args.attn_implementation
     config = model.config

@@ -18,7 +18,6 @@ text-classification pipeline, a model card, ``results.json`` (the card's figures
 metric) and the test set's ``confusion_matrix.png``.
 """
 
-import inspect
 import json
 import logging
 import time
@@ -49,6 +48,7 @@ from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
     NonFiniteLossCallback,
     limit,
+    parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
@@ -115,24 +115,6 @@ class DataArguments:
         default=0.0,
         metadata={"help": "Training only: each multi-character token is replaced by its characters with this probability."},
     )
-
-
-def parse_config_overrides(text: str | None) -> dict:
-    """``"encoder_layers=0,pre_layer_norm=false"`` -> ``{"encoder_layers": 0, "pre_layer_norm": False}``; values are
-    JSON (numbers, true/false/null) or else strings; every key must be a TransformerConfig argument."""
-    if not text:
-        return {}
-    known = set(inspect.signature(hf_models.TransformerConfig.__init__).parameters) - {"self", "kwargs"}
-    overrides = {}
-    for item in text.split(","):
-        key, separator, value = (part.strip() for part in item.partition("="))
-        if not separator or key not in known:
-            raise ValueError(f"--config_overrides: {item!r} is not 'field=value' with a TransformerConfig field ({', '.join(sorted(known))})")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
 
 
 def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
@@ -213,7 +195,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str], m
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={name: index for index, name in enumerate(label_names)},
-        **{**MODEL_SIZES[model_args.model_size], **parse_config_overrides(model_args.config_overrides)},
+        **{**MODEL_SIZES[model_args.model_size], **parse_config_overrides(model_args.config_overrides, hf_models.TransformerConfig)},
     )
     config._attn_implementation = model_args.attn_implementation
     return hf_models.TransformerForSequenceClassification(config)

@@ -69,11 +69,13 @@ def test_recipe_on_image_folders(tmp_path, image_folders, family):
     results = main([
         "--arch", family, "--output_dir", str(tmp_path), "--train_dir", str(image_folders / "train"),
         "--validation_dir", str(image_folders / "validation"), "--test_dir", str(image_folders / "validation"),
-        "--eval_strategy", "steps", "--eval_steps", "3", *QUICK,
+        "--eval_strategy", "steps", "--eval_steps", "3", "--config_overrides", "drop_path_rate=0.2,mlp_ratio=3", *QUICK,
     ])
     assert {"validation_accuracy", "test_accuracy"} <= results.keys()
     check_output_folder(tmp_path, family, num_channels=3)
-    assert json.loads((tmp_path / "config.json").read_text())["id2label"] == {"0": "blue", "1": "red"}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["id2label"] == {"0": "blue", "1": "red"}
+    assert config["drop_path_rate"] == 0.2 and config["mlp_ratio"] == 3
 
 
 def test_eval_strategy_without_validation_split_is_refused(tmp_path):
@@ -91,9 +93,11 @@ def test_recipe_fine_tunes_a_converted_transformers_vit(tmp_path, image_folders)
     convert_vit(source).save_pretrained(tmp_path / "converted")
     results = main([
         "--model_name_or_path", str(tmp_path / "converted"), "--output_dir", str(tmp_path / "tuned"),
-        "--train_dir", str(image_folders / "train"), "--test_dir", str(image_folders / "validation"), *QUICK,
+        "--train_dir", str(image_folders / "train"), "--test_dir", str(image_folders / "validation"),
+        "--config_overrides", "attention_dropout=0.1", *QUICK,
     ])
     assert "test_accuracy" in results
     config = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert config["model_type"] == "hfm_vit" and config["id2label"] == {"0": "blue", "1": "red"}
+    assert config["attention_dropout"] == 0.1
     assert (tmp_path / "tuned" / "attention_rollout.png").exists()

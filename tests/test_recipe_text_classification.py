@@ -16,7 +16,9 @@ sys.path.insert(0, str(RECIPES))  # recipes/ is a script folder, not a package
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from train_text_classification import DEFAULT_TOKENIZER, parse_config_overrides, piece_splitting  # noqa: E402
+import hf_models  # noqa: E402
+from recipe_utils import parse_config_overrides  # noqa: E402
+from train_text_classification import DEFAULT_TOKENIZER, piece_splitting  # noqa: E402
 
 QUICK = [
     "--model_size", "tiny", "--max_steps", "4", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
@@ -82,14 +84,20 @@ def test_recipe_on_user_files_trains_its_own_tokenizer(tmp_path):
 
 
 def test_config_overrides_are_parsed_and_checked():
-    assert parse_config_overrides("encoder_layers=0, pre_layer_norm=false,classifier_pooling=cls,dropout=0.3") == {
+    transformer = hf_models.TransformerConfig
+    assert parse_config_overrides("encoder_layers=0, pre_layer_norm=false,classifier_pooling=cls,dropout=0.3", transformer) == {
         "encoder_layers": 0, "pre_layer_norm": False, "classifier_pooling": "cls", "dropout": 0.3,
     }
-    assert parse_config_overrides(None) == {}
+    assert parse_config_overrides(None, transformer) == {}
     with pytest.raises(ValueError, match="hidden_sise"):
-        parse_config_overrides("hidden_sise=3")
+        parse_config_overrides("hidden_sise=3", transformer)
     with pytest.raises(ValueError, match="'encoder_layers'"):
-        parse_config_overrides("encoder_layers")
+        parse_config_overrides("encoder_layers", transformer)
+    # vision configs: fields of the family's own class and of the shared parent both count
+    vit = hf_models.VisionTransformerConfig
+    assert parse_config_overrides("attention_dropout=0.1,drop_path_rate=0.2", vit) == {"attention_dropout": 0.1, "drop_path_rate": 0.2}
+    with pytest.raises(ValueError, match="VisionTransformerConfig"):
+        parse_config_overrides("num_blocks=4", vit)  # an AFNO field
 
 
 def test_piece_splitting_replaces_pieces_by_their_characters_reproducibly():
