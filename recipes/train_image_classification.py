@@ -33,7 +33,7 @@ import numpy as np
 import PIL.Image
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, TrainingArguments, set_seed
 
 import hf_models
 from hf_models.metrics import load_metric
@@ -41,6 +41,7 @@ from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnis
 from model_card import CardContent, DatasetInfo, write_model_card
 from recipe_utils import (
     NonFiniteLossCallback,
+    RDropTrainer,
     limit,
     parse_config_overrides,
     parse_recipe_arguments,
@@ -92,6 +93,10 @@ class ModelArguments:
         metadata={"help": "Change fields of the named size, e.g. 'drop_path_rate=0.1,attention_type=performer'."},
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (ViT only)."})
+    rdrop_alpha: float = field(
+        default=0.0,
+        metadata={"help": "R-Drop weight (Liang et al. 2021): each batch runs twice and the two predictions are pulled together; 0 = off."},
+    )
 
 
 @dataclass
@@ -255,7 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
     transformed = with_transforms(splits, processor, data_args, training_args.seed)
 
-    trainer = Trainer(
+    trainer = RDropTrainer(
+        rdrop_alpha=model_args.rdrop_alpha,
         model=model,
         args=training_args,
         train_dataset=transformed.get("train"),
@@ -324,6 +330,7 @@ def write_card(
         "image_mean": processor.image_mean,
         "image_std": processor.image_std,
         "augment": data_args.augment,
+        "rdrop_alpha": model_args.rdrop_alpha,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": str(training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,

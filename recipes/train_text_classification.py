@@ -33,7 +33,6 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     HfArgumentParser,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -47,6 +46,7 @@ from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
     NonFiniteLossCallback,
+    RDropTrainer,
     limit,
     parse_config_overrides,
     parse_recipe_arguments,
@@ -92,6 +92,10 @@ class ModelArguments:
         default=TOKENIZER_SETTINGS["vocab_size"], metadata={"help": "Vocabulary size when a tokenizer is trained here."}
     )
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa."})
+    rdrop_alpha: float = field(
+        default=0.0,
+        metadata={"help": "R-Drop weight (Liang et al. 2021): each batch runs twice and the two predictions are pulled together; 0 = off."},
+    )
 
 
 @dataclass
@@ -261,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
     logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
 
-    trainer = Trainer(
+    trainer = RDropTrainer(
+        rdrop_alpha=model_args.rdrop_alpha,
         model=model,
         args=training_args,
         train_dataset=tokenized.get("train"),
@@ -325,6 +330,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
     hyperparameters = {
         "model_size": model_args.model_size,
         "config_overrides": model_args.config_overrides,
+        "rdrop_alpha": model_args.rdrop_alpha,
         **{key: fields[key] for key in sorted(fields)},
         "max_seq_length": data_args.max_seq_length,
         "learning_rate": training_args.learning_rate,
