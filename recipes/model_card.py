@@ -7,6 +7,7 @@ how to use it, and its limits.
 
 import json
 import platform
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,12 +44,29 @@ class CardContent:
     tags: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
     extra_sections: dict[str, str] = field(default_factory=dict)
+    command: str = ""  # the launch command that trained the model (see :func:`recipe_command`)
+
+
+def recipe_command(script: str | Path, argv: list[str]) -> str:
+    """The command line that reproduces a run, for the card: ``accelerate launch recipes/<script> <arguments>``,
+    with paths inside the repository made relative to it so the line works in any checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def portable(argument: str) -> str:
+        path = Path(argument)
+        if path.is_absolute() and path.resolve().is_relative_to(root):
+            return str(path.resolve().relative_to(root))
+        return argument
+
+    script = portable(str(Path(script).resolve()))
+    return shlex.join(["accelerate", "launch", script, *map(portable, argv)])
 
 
 def hardware_description() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}), {threads} thread{'s' if threads != 1 else ''}"
 
 
 def build_model_card(content: CardContent) -> ModelCard:
@@ -76,7 +94,10 @@ def build_model_card(content: CardContent) -> ModelCard:
     )
     results = "\n".join(f"| {name} | {value:.2f} |" for _, name, value in content.metrics)
     hyperparameters = "\n".join(f"| `{key}` | `{value}` |" for key, value in content.hyperparameters.items())
-    extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in content.extra_sections.items())
+    sections = dict(content.extra_sections)
+    if content.command:
+        sections["Reproduce"] = f"Run from the repository root (`OMP_NUM_THREADS=1` for the CPU figures above):\n\n```bash\n{content.command}\n```"
+    extra = "".join(f"\n## {title}\n\n{body}\n" for title, body in sections.items())
     minutes = content.training_seconds / 60
     text = f"""---
 {card_data.to_yaml()}

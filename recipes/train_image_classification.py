@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, HfArgument
 import hf_models
 from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
-from model_card import CardContent, DatasetInfo, write_model_card
+from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
 from recipe_utils import (
     NonFiniteLossCallback,
     RDropTrainer,
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
                 )
     if trainer.is_world_process_zero():
         write_card(
-            training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id
+            training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id, argv
         )
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def write_card(
-    training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None
+    training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None, argv=None
 ):
     dataset = MNIST_INFO if is_mnist else DatasetInfo(
         name=f"user images ({data_args.train_dir})",
@@ -332,7 +333,7 @@ def write_card(
         "augment": data_args.augment,
         "rdrop_alpha": model_args.rdrop_alpha,
         "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,
         "weight_decay": training_args.weight_decay,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
@@ -375,6 +376,7 @@ print(classifier(image))  # or a path or URL; any size and colour mode is conver
             ),
             tags=["image-classification", arch, "vision"],
             extra_sections=extra,
+            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
         ),
     )
 

@@ -20,6 +20,7 @@ metric) and the test set's ``confusion_matrix.png``.
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
@@ -43,7 +44,7 @@ from matplotlib import font_manager  # noqa: E402
 
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
-from model_card import CardContent, DatasetInfo, write_model_card  # noqa: E402
+from model_card import CardContent, DatasetInfo, recipe_command, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
     NonFiniteLossCallback,
     RDropTrainer,
@@ -299,13 +300,13 @@ def main(argv: list[str] | None = None) -> dict:
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id)
+        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id, argv)
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None):
+def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None, argv=None):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
         name=f"user corpus ({data_args.train_file})",
         id="custom",
@@ -334,7 +335,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
         **{key: fields[key] for key in sorted(fields)},
         "max_seq_length": data_args.max_seq_length,
         "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,
         "weight_decay": training_args.weight_decay,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
@@ -377,6 +378,7 @@ print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every 
             languages=["zh"] if is_thucnews else [],
             tags=["text-classification", "transformer"],
             extra_sections=extra,
+            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
         ),
     )
 

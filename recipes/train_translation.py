@@ -34,7 +34,7 @@ from transformers import (
 
 import hf_models
 from hf_models.metrics import load_metric
-from model_card import CardContent, DatasetInfo, write_model_card
+from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
 from recipe_utils import (
     NonFiniteLossCallback,
     limit,
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for pair, hypothesis in zip(splits["test"]["translation"], hypotheses):
                     out.write(json.dumps({**pair, "prediction": hypothesis.strip()}, ensure_ascii=False) + "\n")
     if trainer.is_world_process_zero():
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_tatoeba, hub_model_id)
+        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_tatoeba, hub_model_id, argv)
         if hub_model_id:
             publish_output_folder(
                 training_args.output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba, hub_model_id=None):
+def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba, hub_model_id=None, argv=None):
     dataset = TATOEBA if is_tatoeba else DatasetInfo(
         name=f"user corpus ({data_args.train_file})",
         id="custom",
@@ -320,7 +320,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
         "model_size": model_args.model_size,
         **{k: config[k] for k in sorted(config) if isinstance(config[k], (int, float, str, bool))},
         "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": str(training_args.lr_scheduler_type),
+        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "warmup_steps": training_args.warmup_steps,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "num_train_epochs": training_args.num_train_epochs,
@@ -356,6 +356,7 @@ print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
             languages=[data_args.source_lang, data_args.target_lang],
             tags=["translation", model_args.arch],
             extra_sections={"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"},
+            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
         ),
     )
 

@@ -11,7 +11,7 @@ from model_card_checks import check_card, point_snippet_at, run_snippets, usage_
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "recipes"))  # recipes/ is a script folder, not a package
-from model_card import CardContent, DatasetInfo, build_model_card  # noqa: E402
+from model_card import CardContent, DatasetInfo, build_model_card, recipe_command  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -47,7 +47,7 @@ def test_usage_snippets_run_against_tiny_models(request, tmp_path):
     assert not failures, "\n\n".join(f"{name}:\n{error}" for name, error in failures.items())
 
 
-def recipe_card(metrics: list[tuple[str, str, float]]) -> ModelCard:
+def recipe_card(metrics: list[tuple[str, str, float]], command: str = "") -> ModelCard:
     """A card as the recipes write it (recipes/model_card.py)."""
     dataset = DatasetInfo(name="Corpus", id="corpus", split_description="all", license="CC-BY 4.0", attribution="Us")
     content = CardContent(
@@ -63,6 +63,7 @@ def recipe_card(metrics: list[tuple[str, str, float]]) -> ModelCard:
         usage='from transformers import pipeline\n\npipeline("translation", model="me/tiny", trust_remote_code=True)',
         limitations="Tiny.",
         tags=["transformer"],
+        command=command,
     )
     return ModelCard(str(build_model_card(content)))
 
@@ -86,3 +87,17 @@ def test_checks_reject_results_not_measured_on_the_test_split():
     assert "split: test" in card.content
     with pytest.raises(AssertionError, match="measured on 'validation'"):
         check_card(ModelCard(card.content.replace("split: test", "split: validation")))
+
+
+def test_cards_say_how_to_reproduce_the_run_with_paths_that_work_in_any_checkout(tmp_path):
+    argv = ["--args_file", str(ROOT / "recipes" / "published" / "translation_gru_base.args"), "--output_dir", str(tmp_path),
+            "--hub_model_id", "me/x y"]
+    command = recipe_command(ROOT / "recipes" / "train_translation.py", argv)
+    assert command == (
+        "accelerate launch recipes/train_translation.py --args_file recipes/published/translation_gru_base.args "
+        f"--output_dir {tmp_path} --hub_model_id 'me/x y'"
+    )
+    card = recipe_card([("bleu", "BLEU", 12.5)], command=command)
+    check_card(card)
+    assert "## Reproduce" in card.content and command in card.content
+    assert "## Reproduce" not in recipe_card([("bleu", "BLEU", 12.5)]).content

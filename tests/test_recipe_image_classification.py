@@ -47,6 +47,7 @@ def test_recipe_on_mnist_with_vit_writes_model_card_and_pictures(tmp_path):
     assert (tmp_path / "attention_rollout.png").stat().st_size > 1000
     card = (tmp_path / "README.md").read_text()
     assert "8,000 train / 2,000 test" in card and "LeCun" in card
+    assert "accelerate launch recipes/train_image_classification.py --arch vit" in card  # the Reproduce section
     assert card_results["accuracy (%)"] == pytest.approx(100 * results["test_accuracy"])
 
 
