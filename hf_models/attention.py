@@ -116,7 +116,7 @@ def eager_attention_forward(
 # rescaled when a new key raises it, so a cached step uses exactly the stabiliser an uncached pass over the same
 # prefix uses. The whole feature computation runs in fp32 (autocast off): exp of the features underflows in fp16.
 
-FAVOR_BLOCK_SIZE = 1024  # tokens per checkpointed block: bounds the (block, features) temporaries of training
+FAVOR_BLOCK_SIZE = 256  # tokens per block whose features are recomputed in backward: bounds the temporaries
 FAVOR_CHUNK_SIZE = 128  # tokens per chunk of the causal prefix sums inside a block
 
 
@@ -197,17 +197,82 @@ def key_stabiliser(key, projection, data_scale: float, key_mask=None, block_size
 
 def _normalise(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """D^-1 (numerator); a query that sees no real key (denominator 0) gets 0 instead of NaN."""
-    return numerator / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
+    return numerator * _inverse(denominator)
 
 
-def _key_block_state(key, value, key_mask, projection, data_scale, stabiliser):
-    phi = key_features(key, projection, data_scale, stabiliser, key_mask)
-    return torch.matmul(phi.transpose(-1, -2), value), phi.sum(-2)
+def _inverse(denominator: torch.Tensor) -> torch.Tensor:
+    tiny = torch.finfo(denominator.dtype).tiny
+    return torch.where(denominator > tiny, 1.0 / denominator.clamp_min(tiny), 0.0)
 
 
 def _readout(query, kv, z, projection, data_scale):
     phi = query_features(query, projection, data_scale)
     return _normalise(torch.matmul(phi, kv), torch.matmul(phi, z.unsqueeze(-1)))
+
+
+def _feature_input_gradient(x, d_logits, projection, data_scale):
+    """Gradient w.r.t. x of feature_logits(x) given the gradient of the logits: (W - x') d_logits, times the data
+    scale. The stabilisers count as constants: the attention output does not depend on them."""
+    x = x * data_scale
+    return (torch.matmul(d_logits, projection) - x * d_logits.sum(-1, keepdim=True)) * data_scale
+
+
+class _BidirectionalFavor(torch.autograd.Function):
+    """Bidirectional FAVOR+ with a hand-written backward that recomputes the features block by block.
+
+    Nothing of size ``(length, m)`` is kept between the passes, and the output and the input gradients are written in
+    place, so training memory is the inputs, the output, their gradients and one block of temporaries: at 8k tokens
+    no more than SDPA's fused kernel needs (see benchmarks/bench_performer_attention.py). The key state (kv, z) is
+    returned for caching, without gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, key_mask, projection, data_scale, stabiliser, block_size):
+        batch, heads, _, head_dim = value.shape
+        kv = value.new_zeros(batch, heads, projection.size(0), head_dim)
+        z = value.new_zeros(batch, heads, projection.size(0))
+        for start in range(0, key.size(-2), block_size):
+            block = slice(start, start + block_size)
+            mask = None if key_mask is None else key_mask[:, block]
+            phi = key_features(key[..., block, :], projection, data_scale, stabiliser, mask)
+            kv += torch.matmul(phi.transpose(-1, -2), value[..., block, :])
+            z += phi.sum(-2)
+        output = query.new_empty(*query.shape[:-1], head_dim)
+        for start in range(0, query.size(-2), block_size):
+            block = slice(start, start + block_size)
+            output[..., block, :] = _readout(query[..., block, :], kv, z, projection, data_scale)
+        ctx.save_for_backward(query, key, value, key_mask, projection, stabiliser, kv, z)
+        ctx.data_scale, ctx.block_size = data_scale, block_size
+        ctx.mark_non_differentiable(kv, z)
+        return output, kv, z
+
+    @staticmethod
+    def backward(ctx, grad_output, _grad_kv, _grad_z):
+        query, key, value, key_mask, projection, stabiliser, kv, z = ctx.saved_tensors
+        data_scale, block_size = ctx.data_scale, ctx.block_size
+        grad_query, grad_key, grad_value = torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+        grad_kv, grad_z = torch.zeros_like(kv), torch.zeros_like(z)
+        for start in range(0, query.size(-2), block_size):  # queries: d phi(q), and what flows into kv and z
+            block = slice(start, start + block_size)
+            q = query[..., block, :]
+            phi = query_features(q, projection, data_scale)
+            inverse = _inverse(torch.matmul(phi, z.unsqueeze(-1)))  # (b, h, n, 1)
+            grad_numerator = grad_output[..., block, :] * inverse  # d loss / d (phi kv)
+            output = torch.matmul(phi, kv) * inverse
+            grad_denominator = -(grad_numerator * output).sum(-1, keepdim=True)  # d loss / d (phi z)
+            grad_phi = torch.matmul(grad_numerator, kv.transpose(-1, -2)) + grad_denominator * z.unsqueeze(-2)
+            grad_kv += torch.matmul(phi.transpose(-1, -2), grad_numerator)
+            grad_z += torch.matmul(phi.transpose(-1, -2), grad_denominator).squeeze(-1)
+            grad_query[..., block, :] = _feature_input_gradient(q, grad_phi.mul_(phi), projection, data_scale)
+        for start in range(0, key.size(-2), block_size):  # keys and values from d kv and d z
+            block = slice(start, start + block_size)
+            k, v = key[..., block, :], value[..., block, :]
+            mask = None if key_mask is None else key_mask[:, block]
+            phi = key_features(k, projection, data_scale, stabiliser, mask)
+            grad_value[..., block, :] = torch.matmul(phi, grad_kv)
+            grad_phi = torch.matmul(v, grad_kv.transpose(-1, -2)) + grad_z.unsqueeze(-2)
+            grad_key[..., block, :] = _feature_input_gradient(k, grad_phi.mul_(phi), projection, data_scale)
+        return grad_query, grad_key, grad_value, None, None, None, None, None
 
 
 def causal_linear_attention(phi_q, phi_k, value, kv_prefix, z_prefix, chunk_size: int = FAVOR_CHUNK_SIZE):
@@ -238,6 +303,11 @@ def causal_linear_attention(phi_q, phi_k, value, kv_prefix, z_prefix, chunk_size
     return output[:, :, :length]
 
 
+def _key_block_state(key, value, key_mask, projection, data_scale, stabiliser):
+    phi = key_features(key, projection, data_scale, stabiliser, key_mask)
+    return torch.matmul(phi.transpose(-1, -2), value), phi.sum(-2)
+
+
 def _causal_block(query, key, value, key_mask, kv_prefix, z_prefix, projection, data_scale, stabiliser, chunk_size):
     phi_q = query_features(query, projection, data_scale)
     phi_k = key_features(key, projection, data_scale, stabiliser, key_mask)
@@ -248,6 +318,25 @@ def _call(function, use_checkpoint: bool, *args):
     """Runs ``function``; under autograd with several blocks, through activation checkpointing, so the backward pass
     recomputes a block's features instead of keeping every block's ``(length, m)`` features alive at once."""
     return checkpoint(function, *args, use_reentrant=False) if use_checkpoint else function(*args)
+
+
+def _causal_favor(query, key, value, key_mask, projection, data_scale, stabiliser, kv, z, block_size, chunk_size):
+    """Causal FAVOR+ in checkpointed blocks: each block's keys are summarised first (the prefix of the next block),
+    then each block's outputs come from its prefix and its own chunked prefix sums. Returns the output and the final
+    (kv, z)."""
+    use_checkpoint = (
+        torch.is_grad_enabled() and key.size(-2) > block_size and any(t.requires_grad for t in (query, key, value))
+    )
+    keys, values = key.split(block_size, dim=-2), value.split(block_size, dim=-2)
+    masks = [None] * len(keys) if key_mask is None else key_mask.split(block_size, dim=-1)
+    outputs = []
+    for q, k, v, m in zip(query.split(block_size, dim=-2), keys, values, masks):
+        outputs.append(
+            _call(_causal_block, use_checkpoint, q, k, v, m, kv, z, projection, data_scale, stabiliser, chunk_size)
+        )
+        block_kv, block_z = _call(_key_block_state, use_checkpoint, k, v, m, projection, data_scale, stabiliser)
+        kv, z = kv + block_kv, z + block_z
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)), kv, z
 
 
 def favor_attention(
@@ -263,22 +352,30 @@ def favor_attention(
     chunk_size: int = FAVOR_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, FavorState]:
     """FAVOR+ attention ``(batch, heads, query_len, head_dim)`` of ``(batch, heads, length, head_dim)`` inputs, and the
-    state of the keys (``state`` plus these keys) that later queries can reuse.
+    state of the keys (``state`` plus these keys) that later queries can reuse (without gradient when bidirectional).
 
     ``projection``: the ``(m, head_dim)`` random features. ``scaling``: the softmax temperature (default
     head_dim^-1/2), split evenly between queries and keys. ``key_mask``: ``(batch, key_len)`` bool, False for padding.
     ``causal``: query i sees keys 0..i of ``key`` (query and key have the same length) plus everything in ``state``.
-    Bidirectional when False: every query sees every key (encoder, ViT, cross-attention).
+    Bidirectional when False: every query sees every key (encoder, ViT, cross-attention); ``state`` is then ignored.
 
-    Runs in fp32 with autocast off and returns the input dtype. Long inputs are processed in blocks of
-    ``block_size`` tokens, checkpointed under autograd, so training memory grows with the length like SDPA's does.
+    Runs in (at least) fp32 with autocast off and returns the input dtype. Inputs are processed in blocks of
+    ``block_size`` tokens whose features are recomputed in the backward pass (a custom backward when bidirectional,
+    activation checkpointing when causal), so training memory grows with the length like SDPA's does.
     """
     dtype = query.dtype
     with torch.autocast(query.device.type, enabled=False):
-        query, key, value, projection = (t.float() for t in (query, key, value, projection))
+        compute = torch.promote_types(dtype, torch.float32)
+        query, key, value, projection = (t.to(compute) for t in (query, key, value, projection))
         data_scale = (query.size(-1) ** -0.5 if scaling is None else scaling) ** 0.5
         stabiliser = key_stabiliser(key, projection, data_scale, key_mask, block_size)
         batch, heads, features, head_dim = query.size(0), query.size(1), projection.size(0), value.size(-1)
+        if not causal:
+            stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, 0.0)  # no key at all: any constant
+            output, kv, z = _BidirectionalFavor.apply(
+                query, key, value, key_mask, projection, data_scale, stabiliser, block_size
+            )
+            return output.to(dtype), FavorState(kv, z, stabiliser)
         if state is None:
             kv = value.new_zeros(batch, heads, features, head_dim)
             z = value.new_zeros(batch, heads, features)
@@ -286,35 +383,12 @@ def favor_attention(
             stabiliser = torch.maximum(stabiliser, state.stabiliser)
             rescale = torch.exp(state.stabiliser - torch.where(torch.isfinite(stabiliser), stabiliser, 0.0))
             kv, z = state.kv * rescale[..., None, None], state.z * rescale[..., None]
-        stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, 0.0)  # no key at all: any constant will do
-
-        starts = range(0, key.size(-2), block_size)
-        use_checkpoint = torch.is_grad_enabled() and len(starts) > 1 and any(
-            t.requires_grad for t in (query, key, value)
+        stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, 0.0)
+        if query.size(-2) != key.size(-2):
+            raise ValueError("causal FAVOR+ needs as many queries as keys (earlier keys belong in `state`)")
+        output, kv, z = _causal_favor(
+            query, key, value, key_mask, projection, data_scale, stabiliser, kv, z, block_size, chunk_size
         )
-        keys, values = key.split(block_size, dim=-2), value.split(block_size, dim=-2)
-        masks = [None] * len(starts) if key_mask is None else key_mask.split(block_size, dim=-1)
-        prefixes = []
-        for key_block, value_block, mask_block in zip(keys, values, masks):
-            prefixes.append((kv, z))
-            block_kv, block_z = _call(
-                _key_block_state, use_checkpoint, key_block, value_block, mask_block, projection, data_scale, stabiliser
-            )
-            kv, z = kv + block_kv, z + block_z
-        if causal:
-            if query.size(-2) != key.size(-2):
-                raise ValueError("causal FAVOR+ needs as many queries as keys (earlier keys belong in `state`)")
-            outputs = [
-                _call(_causal_block, use_checkpoint, q, k, v, m, kv_prefix, z_prefix, projection, data_scale,
-                      stabiliser, chunk_size)
-                for q, k, v, m, (kv_prefix, z_prefix) in zip(query.split(block_size, -2), keys, values, masks, prefixes)
-            ]  # fmt: skip
-        else:
-            outputs = [
-                _call(_readout, use_checkpoint, q, kv, z, projection, data_scale)
-                for q in query.split(block_size, dim=-2)
-            ]
-        output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)
     return output.to(dtype), FavorState(kv, z, stabiliser)
 
 
@@ -322,9 +396,9 @@ def favor_readout(query: torch.Tensor, state: FavorState, projection: torch.Tens
     """Bidirectional FAVOR+ attention of ``query`` over keys already summarised in ``state`` (cached cross-attention)."""
     dtype = query.dtype
     with torch.autocast(query.device.type, enabled=False):
-        query = query.float()
+        query = query.to(state.kv.dtype)
         data_scale = (query.size(-1) ** -0.5 if scaling is None else scaling) ** 0.5
-        return _readout(query, state.kv, state.z, projection.float(), data_scale).to(dtype)
+        return _readout(query, state.kv, state.z, projection.to(state.kv.dtype), data_scale).to(dtype)
 
 
 def key_mask_from_additive(attention_mask: torch.Tensor | None, key_length: int) -> torch.Tensor | None:

@@ -106,20 +106,43 @@ def test_causal_prefix_sums_equal_the_explicitly_masked_kernel(block_size, chunk
     assert state.kv.shape == (2, 2, 24, 8) and state.z.shape == (2, 2, 24)
 
 
+def autograd_reference(query, key, value, projection, key_mask=None, causal=False):
+    """FAVOR+ written plainly with autograd: the features materialised, the kernel formed, rows normalised."""
+    data_scale = query.size(-1) ** -0.25
+    stabiliser = key_stabiliser(key, projection, data_scale, key_mask)
+    stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, 0.0)
+    phi_q = query_features(query, projection, data_scale)
+    phi_k = key_features(key, projection, data_scale, stabiliser, key_mask)
+    kernel = phi_q @ phi_k.transpose(-1, -2)
+    kernel = kernel.tril() if causal else kernel
+    return (kernel @ value) / kernel.sum(-1, keepdim=True)
+
+
 @pytest.mark.parametrize("causal", [False, True])
-def test_blocked_and_checkpointed_path_gives_the_same_values_and_gradients(causal):
+@pytest.mark.parametrize("block_size", [1024, 16])
+def test_blocked_path_gives_the_reference_values_and_gradients(causal, block_size):
+    """The custom backward (bidirectional) and the checkpointed blocks (causal) against plain autograd."""
     inputs = [t.requires_grad_() for t in qkv(length=50)]
     projection = gaussian_orthogonal_random_matrix(16, 8)
-    weights = torch.randn(2, 2, 50, 8)
-    results = []
-    for block_size in (1024, 16):
-        output, _ = favor_attention(*inputs, projection, causal=causal, block_size=block_size, chunk_size=8)
-        gradients = torch.autograd.grad((output * weights).sum(), inputs)
-        results.append((output, gradients))
-    (one_block, one_grads), (blocks, block_grads) = results
-    torch.testing.assert_close(blocks, one_block, atol=1e-5, rtol=1e-5)
-    for a, b in zip(block_grads, one_grads):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    key_mask = torch.ones(2, 50, dtype=torch.bool)
+    key_mask[1, 41:] = False
+    weights = torch.randn(2, 2, 50, 8) * key_mask[:, None, :, None]  # padded query rows do not enter the loss
+    expected = autograd_reference(*inputs, projection, key_mask, causal)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), inputs)
+    output, _ = favor_attention(*inputs, projection, key_mask=key_mask, causal=causal, block_size=block_size, chunk_size=8)
+    grads = torch.autograd.grad((output * weights).sum(), inputs)
+    torch.testing.assert_close(output * weights, expected * weights, atol=1e-5, rtol=1e-5)
+    for actual, reference in zip(grads, expected_grads):
+        torch.testing.assert_close(actual, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_bidirectional_backward_passes_gradcheck_in_float64():
+    inputs = [t.double().requires_grad_() for t in qkv(batch=1, heads=1, length=7, head_dim=4, std=0.5)]
+    projection = gaussian_orthogonal_random_matrix(6, 4).double()
+    key_mask = torch.tensor([[True] * 5 + [False] * 2])
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: favor_attention(q, k, v, projection, key_mask=key_mask, block_size=3)[0], inputs
+    )
 
 
 @pytest.mark.parametrize("causal", [False, True])
