@@ -2,7 +2,7 @@
 
 from transformers import PreTrainedConfig
 
-from .attention import ATTENTION_TYPES
+from .attention import check_attention_config
 from .validation import check_choice, check_int, check_probability
 
 ACTIVATIONS = ("relu", "gelu")
@@ -31,7 +31,14 @@ class TransformerConfig(PreTrainedConfig):
         scale_embedding: multiply token embeddings by sqrt(d_model) (paper, section 3.4).
         share_embeddings: one embedding matrix for encoder and decoder (needs a joint vocabulary).
         tie_word_embeddings: the output projection re-uses the decoder embedding matrix.
-        attention_type: ``"softmax"``; the score function of every attention layer.
+        attention_type: the score function of every attention layer: ``"softmax"`` (exact; eager or SDPA per
+            ``attn_implementation``) or ``"performer"`` (FAVOR+ random features, time and memory linear in the length;
+            see ``hf_models.attention``). Performer needs ``attention_dropout=0`` and has no ``output_attentions``.
+        num_random_features: FAVOR+ features per head (performer only); ``None`` = head_dim * ln(head_dim), the
+            paper's order (266 for head_dim 64). More features, closer to softmax, slower.
+        performer_redraw_interval: performer only; N > 0 draws new random features in every attention layer before
+            each N-th training forward call (FAVOR+'s redrawing); 0 (default) keeps the features drawn at
+            initialisation. The current features are always saved with the weights.
         init_std: std of the normal initialisation of embeddings (Linear layers use Xavier uniform).
         classifier_pooling: how ``TransformerForSequenceClassification`` turns the encoder states into one vector:
             ``"mean"`` (average over the real tokens, padding excluded) or ``"cls"`` (the state of the first token,
@@ -65,6 +72,8 @@ class TransformerConfig(PreTrainedConfig):
         share_embeddings: bool = True,
         tie_word_embeddings: bool = True,
         attention_type: str = "softmax",
+        num_random_features: int | None = None,
+        performer_redraw_interval: int = 0,
         init_std: float | None = None,
         classifier_pooling: str = "mean",
         classifier_dropout: float | None = None,
@@ -86,7 +95,7 @@ class TransformerConfig(PreTrainedConfig):
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads}): "
                 "every head gets hidden_size / num_attention_heads features"
             )
-        check_choice("attention_type", attention_type, ATTENTION_TYPES)
+        check_attention_config(attention_type, num_random_features, performer_redraw_interval, attention_dropout)
         check_choice("activation_function", activation_function, ACTIVATIONS)
         check_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLINGS)
         for name in ("dropout", "attention_dropout", "activation_dropout", "word_dropout"):
@@ -110,6 +119,8 @@ class TransformerConfig(PreTrainedConfig):
         self.share_embeddings = share_embeddings
         self.tie_word_embeddings = tie_word_embeddings
         self.attention_type = attention_type
+        self.num_random_features = num_random_features
+        self.performer_redraw_interval = performer_redraw_interval
         self.init_std = init_std if init_std is not None else hidden_size**-0.5
         self.classifier_pooling = classifier_pooling
         self.classifier_dropout = classifier_dropout

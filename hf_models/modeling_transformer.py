@@ -23,7 +23,7 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
 )
 
-from .attention import MultiHeadAttention, build_attention_mask
+from .attention import MultiHeadAttention, build_attention_mask, init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
 from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
@@ -133,7 +133,9 @@ class TransformerPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """Xavier-uniform linear layers and N(0, d_model^-0.5) embeddings, as in fairseq's reference Transformer
-        (the paper does not state its initialisation); the padding embedding starts at zero."""
+        (the paper does not state its initialisation); the padding embedding starts at zero. Performer layers draw
+        their random features."""
+        init_random_features(module)
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
             if module.bias is not None:

@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .attention import MultiHeadAttention
+from .attention import MultiHeadAttention, init_random_features
 from .configuration_vit import VisionTransformerConfig
 from .layers import (
     ImageClassificationMixin,
@@ -63,8 +63,10 @@ class VisionTransformerPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
-        """ViT/DeiT initialisation: truncated normal weights and positions/CLS token, zero biases, unit LayerNorms."""
+        """ViT/DeiT initialisation: truncated normal weights and positions/CLS token, zero biases, unit LayerNorms;
+        performer layers draw their random features."""
         init_patch_model_weights(module, self.config.initializer_range)
+        init_random_features(module)
         if isinstance(module, VisionTransformerEmbeddings):
             init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
             init.trunc_normal_(module.cls_token, std=self.config.initializer_range)

@@ -17,6 +17,15 @@ from hf_models import ClassificationImageProcessor
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
+# family name -> (architecture, config overrides): every family, plus ViT with performer attention, whose random
+# features must travel in the weights and whose attention code must travel with the folder
+CASES = {**{family: (family, {}) for family in FAMILIES}, "vit_performer": ("vit", {"attention_type": "performer"})}
+
+
+def build(case: str):
+    arch, overrides = CASES[case]
+    return tiny_classifier(arch, **overrides)
+
 REMOTE_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -60,9 +69,9 @@ def saved_folders(tmp_path_factory) -> dict:
         size={"height": 16, "width": 16}, num_channels=1, image_mean=[0.1307], image_std=[0.3081]
     )
     folders = {}
-    for family in FAMILIES:
+    for family in CASES:
         folders[family] = root / family
-        tiny_classifier(family).save_pretrained(folders[family])
+        build(family).save_pretrained(folders[family])
         processor.save_pretrained(folders[family])
     return folders
 
@@ -93,14 +102,15 @@ def remote_results(saved_folders, image_path, tmp_path_factory):
     return torch.load(output)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", list(CASES))
 def test_remote_pipeline_classifies_like_the_saved_model(family, remote_results, image_path):
     result = remote_results[family]
     model_module, processor_module = result["modules"]
-    assert model_module.startswith("transformers_modules.") and model_module.endswith(f".modeling_{family}")
+    arch = CASES[family][0]
+    assert model_module.startswith("transformers_modules.") and model_module.endswith(f".modeling_{arch}")
     assert processor_module.endswith(".image_processing_classification")
 
-    model = tiny_classifier(family)
+    model = build(family)
     processor = ClassificationImageProcessor(
         size={"height": 16, "width": 16}, num_channels=1, image_mean=[0.1307], image_std=[0.3081]
     )

@@ -89,6 +89,9 @@ def test_config_overrides_are_parsed_and_checked():
         "encoder_layers": 0, "pre_layer_norm": False, "classifier_pooling": "cls", "dropout": 0.3,
     }
     assert parse_config_overrides(None, transformer) == {}
+    assert parse_config_overrides("attention_type=performer,num_random_features=64,performer_redraw_interval=100", transformer) == {
+        "attention_type": "performer", "num_random_features": 64, "performer_redraw_interval": 100,
+    }
     with pytest.raises(ValueError, match="hidden_sise"):
         parse_config_overrides("hidden_sise=3", transformer)
     with pytest.raises(ValueError, match="'encoder_layers'"):
