@@ -38,6 +38,7 @@ from model_card import CardContent, DatasetInfo, recipe_command, write_model_car
 from recipe_utils import (
     NonFiniteLossCallback,
     limit,
+    parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
@@ -86,6 +87,10 @@ class ModelArguments:
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size when a tokenizer is trained here."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (Transformer only)."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Change fields of the named size, e.g. 'attention_type=performer,dropout=0.2'."},
+    )
 
 
 @dataclass
@@ -194,7 +199,7 @@ def build_model(model_args: ModelArguments, data_args: DataArguments, tokenizer)
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.bos_token_id,
         **extra,
-        **sizes[model_args.model_size],
+        **{**sizes[model_args.model_size], **parse_config_overrides(model_args.config_overrides, config_class)},
     )
     if model_args.arch == "transformer":
         config._attn_implementation = model_args.attn_implementation
@@ -318,6 +323,7 @@ def write_card(training_args, model_args, data_args, model, results, training_se
     ]
     hyperparameters = {
         "model_size": model_args.model_size,
+        "config_overrides": model_args.config_overrides,
         **{k: config[k] for k in sorted(config) if isinstance(config[k], (int, float, str, bool))},
         "learning_rate": training_args.learning_rate,
         "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),

@@ -66,11 +66,13 @@ def test_recipe_on_user_files_trains_its_own_tokenizer(tmp_path):
     output_dir = tmp_path / "out"
     result = run_recipe(
         "--arch", "transformer", "--train_file", str(train), "--test_file", str(test), "--vocab_size", "300",
-        "--output_dir", str(output_dir), *QUICK,
+        "--output_dir", str(output_dir), "--config_overrides", "attention_type=performer,num_random_features=16", *QUICK,
     )
     assert "skipped 1" in result.stderr.lower() or "1 malformed" in result.stderr.lower(), result.stderr[-2000:]
-    check_output_folder(output_dir, num_test=4)
+    check_output_folder(output_dir, num_test=4)  # decoded with performer attention and its running-sum cache
     assert "user corpus" in (output_dir / "README.md").read_text()
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["attention_type"] == "performer" and config["num_random_features"] == 16
 
 
 def test_unknown_model_size_is_a_clear_error(tmp_path):
