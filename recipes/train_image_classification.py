@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict:
             title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
             plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
             results["test_confusion_matrix"] = counts.tolist()
-            if isinstance(trainer.model, hf_models.VisionTransformerForImageClassification):
+            if isinstance(trainer.model, hf_models.VisionTransformerForImageClassification) and (
+                trainer.model.config.attention_type == "softmax"
+            ):  # performer attention never forms the attention matrix that rollout multiplies
                 save_attention_rollout(
                     trainer.model, processor, splits["test"], data_args.rollout_images, output_dir / "attention_rollout.png"
                 )
@@ -353,7 +355,7 @@ print(classifier(image))  # or a path or URL; any size and colour mode is conver
     if "test_confusion_matrix" in results:
         extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
             " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."
-            if arch == "vit" else ""
+            if arch == "vit" and config.attention_type == "softmax" else ""
         )
     write_model_card(
         training_args.output_dir,

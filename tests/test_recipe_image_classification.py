@@ -51,6 +51,19 @@ def test_recipe_on_mnist_with_vit_writes_model_card_and_pictures(tmp_path):
     assert card_results["accuracy (%)"] == pytest.approx(100 * results["test_accuracy"])
 
 
+def test_recipe_trains_a_performer_vit_without_attention_pictures(tmp_path):
+    """Performer attention forms no attention matrix: the recipe draws the confusion matrix but no rollout."""
+    results = main([
+        "--arch", "vit", "--output_dir", str(tmp_path), "--max_train_samples", "48", "--max_test_samples", "20",
+        "--config_overrides", "attention_type=performer,num_random_features=8", *QUICK,
+    ])
+    assert "test_accuracy" in results
+    check_output_folder(tmp_path, "vit", num_channels=1)
+    assert json.loads((tmp_path / "config.json").read_text())["attention_type"] == "performer"
+    assert (tmp_path / "confusion_matrix.png").exists() and not (tmp_path / "attention_rollout.png").exists()
+    assert "attention_rollout.png" not in (tmp_path / "README.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def image_folders(tmp_path_factory):
     """Two classes of RGB images of different sizes: red squares and blue squares, in train/ and validation/."""
