@@ -20,12 +20,12 @@ the dtype's most negative finite value where it may not (finite, so a fully mask
 instead of NaN).
 """
 
+import functools
 import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -117,7 +117,8 @@ def eager_attention_forward(
 # prefix uses. The whole feature computation runs in fp32 (autocast off): exp of the features underflows in fp16.
 
 FAVOR_BLOCK_SIZE = 256  # tokens per block whose features are recomputed in backward: bounds the temporaries
-FAVOR_CHUNK_SIZE = 128  # tokens per chunk of the causal prefix sums inside a block
+FAVOR_CAUSAL_BLOCK_SIZE = 1024  # causal: tokens between the running states kept for backward
+FAVOR_CHUNK_SIZE = 64  # tokens per chunk of the causal prefix sums (the masked (chunk, chunk) products)
 
 
 def default_num_random_features(head_dim: int) -> int:
@@ -275,69 +276,98 @@ class _BidirectionalFavor(torch.autograd.Function):
         return grad_query, grad_key, grad_value, None, None, None, None, None
 
 
-def causal_linear_attention(phi_q, phi_k, value, kv_prefix, z_prefix, chunk_size: int = FAVOR_CHUNK_SIZE):
-    """Causal D^-1 A V with A = phi(Q) phi(K)^T lower-triangular, from prefix sums and no loop over tokens.
+class _CausalFavor(torch.autograd.Function):
+    """Causal FAVOR+ by chunked prefix sums, with a hand-written backward that recomputes the features chunk by chunk.
 
-    Query i needs sum_{j<=i} phi(k_j) v_j^T. The sequence is cut into chunks: within a chunk the masked
-    ``(chunk, chunk)`` product is formed directly, across chunks an exclusive cumulative sum of the per-chunk states
-    (plus ``kv_prefix`` / ``z_prefix``, the state of everything before ``phi_k``) carries the past. Memory is
-    O(L (chunk + m) + (L / chunk) m d) instead of the O(L m d) of a per-token prefix sum.
+    The running key state [kv | z] ``(batch, heads, m, head_dim + 1)`` carries the past across chunks; within a chunk
+    the ``(chunk, chunk)`` product phi(Q) phi(K)^T is masked to j <= i. Forward keeps only the inputs, the output, the
+    row normalisers D^-1 and the state at the start of every block of ``block_size`` tokens. Backward walks the blocks
+    in reverse, rebuilds a block's per-chunk states from its saved start, and carries the reverse running sum
+    sum_i phi(q_i) [d numerator_i | d denominator_i]^T: what later queries (and the returned state) pass back to
+    earlier keys and values. Gradients are written in place, so training memory is the inputs, the output, their
+    gradients, one state per block and, in backward, one per chunk of the current block: at 8k tokens less than
+    SDPA's causal kernel needs (benchmarks/bench_performer_attention.py). The returned state (kv, z) is
+    differentiable, like the prefix state passed in.
     """
-    batch, heads, length, features = phi_q.shape
-    head_dim = value.size(-1)
-    chunk_size = min(chunk_size, length)  # a short sequence is one chunk, not padded to a full one (2x faster at 20 tokens)
-    pad = (-length) % chunk_size
-    if pad:  # zero features at the end: they see everything and add nothing
-        phi_q, phi_k, value = (nn.functional.pad(t, (0, 0, 0, pad)) for t in (phi_q, phi_k, value))
-    chunks = (length + pad) // chunk_size
-    phi_q = phi_q.view(batch, heads, chunks, chunk_size, features)
-    phi_k = phi_k.view(batch, heads, chunks, chunk_size, features)
-    value = value.view(batch, heads, chunks, chunk_size, head_dim)
-    kv_chunks = torch.matmul(phi_k.transpose(-1, -2), value)  # (b, h, chunks, m, d)
-    z_chunks = phi_k.sum(-2)  # (b, h, chunks, m)
-    kv_before = torch.cat([kv_prefix.unsqueeze(2), kv_prefix.unsqueeze(2) + kv_chunks.cumsum(2)[:, :, :-1]], 2)
-    z_before = torch.cat([z_prefix.unsqueeze(2), z_prefix.unsqueeze(2) + z_chunks.cumsum(2)[:, :, :-1]], 2)
-    scores = torch.matmul(phi_q, phi_k.transpose(-1, -2)).tril()  # within the chunk, j <= i
-    numerator = torch.matmul(scores, value) + torch.matmul(phi_q, kv_before)
-    denominator = scores.sum(-1, keepdim=True) + torch.matmul(phi_q, z_before.unsqueeze(-1))
-    output = _normalise(numerator, denominator).view(batch, heads, length + pad, head_dim)
-    return output[:, :, :length]
+
+    @staticmethod
+    def forward(ctx, query, key, value, key_mask, projection, data_scale, stabiliser, kv, z, block_size, chunk_size):
+        terms = functools.partial(_chunk_terms, query, key, value, key_mask, projection, data_scale, stabiliser)
+        state = torch.cat([kv, z.unsqueeze(-1)], -1)
+        output, inverse = torch.empty_like(value), value.new_empty(*value.shape[:-1], 1)
+        block_states = []
+        for block in _chunks(0, key.size(-2), block_size):
+            block_states.append(state.clone())
+            for chunk in _chunks(block.start, block.stop, chunk_size):
+                _causal_chunk_forward(*terms(chunk), state, output[..., chunk, :], inverse[..., chunk, :])
+        ctx.save_for_backward(query, key, value, key_mask, projection, stabiliser, output, inverse, *block_states)
+        ctx.data_scale, ctx.block_size, ctx.chunk_size = data_scale, block_size, chunk_size
+        return output, state[..., :-1].contiguous(), state[..., -1].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_kv, grad_z):
+        query, key, value, key_mask, projection, stabiliser, output, inverse, *block_states = ctx.saved_tensors
+        data_scale, block_size, chunk_size = ctx.data_scale, ctx.block_size, ctx.chunk_size
+        terms = functools.partial(_chunk_terms, query, key, value, key_mask, projection, data_scale, stabiliser)
+        grads = torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+        reverse = torch.cat([grad_kv, grad_z.unsqueeze(-1)], -1)  # d loss / d [kv | z] after the current chunk
+        for block, state in reversed(list(zip(_chunks(0, key.size(-2), block_size), block_states))):
+            chunks = _chunks(block.start, block.stop, chunk_size)
+            states = [state]  # the state before each chunk of the block, rebuilt from the block's start
+            for chunk in chunks[:-1]:
+                _, phi_k, value_1 = terms(chunk, query_too=False)
+                states.append(states[-1] + torch.matmul(phi_k.transpose(-1, -2), value_1))
+            for chunk in reversed(chunks):
+                inputs = query[..., chunk, :], key[..., chunk, :], projection, data_scale
+                saved = output[..., chunk, :], inverse[..., chunk, :], grad_output[..., chunk, :]
+                chunk_grads = [grad[..., chunk, :] for grad in grads]
+                _causal_chunk_backward(*terms(chunk), states.pop(), reverse, *inputs, *saved, *chunk_grads)
+        return *grads, None, None, None, None, reverse[..., :-1], reverse[..., -1], None, None
 
 
-def _key_block_state(key, value, key_mask, projection, data_scale, stabiliser):
-    phi = key_features(key, projection, data_scale, stabiliser, key_mask)
-    return torch.matmul(phi.transpose(-1, -2), value), phi.sum(-2)
+def _chunks(start: int, end: int, size: int) -> list[slice]:
+    return [slice(s, min(s + size, end)) for s in range(start, end, size)]
 
 
-def _causal_block(query, key, value, key_mask, kv_prefix, z_prefix, projection, data_scale, stabiliser, chunk_size):
-    phi_q = query_features(query, projection, data_scale)
-    phi_k = key_features(key, projection, data_scale, stabiliser, key_mask)
-    return causal_linear_attention(phi_q, phi_k, value, kv_prefix, z_prefix, chunk_size)
+def _chunk_terms(query, key, value, key_mask, projection, data_scale, stabiliser, chunk, query_too=True):
+    """phi(q), phi(k) and [v | 1] of one chunk: with the ones column, one product gives the numerator phi(q) kv and
+    the denominator phi(q) z together."""
+    mask = None if key_mask is None else key_mask[:, chunk]
+    phi_q = query_features(query[..., chunk, :], projection, data_scale) if query_too else None
+    phi_k = key_features(key[..., chunk, :], projection, data_scale, stabiliser, mask)
+    value = value[..., chunk, :]
+    return phi_q, phi_k, torch.cat([value, value.new_ones(*value.shape[:-1], 1)], -1)
 
 
-def _call(function, use_checkpoint: bool, *args):
-    """Runs ``function``; under autograd with several blocks, through activation checkpointing, so the backward pass
-    recomputes a block's features instead of keeping every block's ``(length, m)`` features alive at once."""
-    return checkpoint(function, *args, use_reentrant=False) if use_checkpoint else function(*args)
+def _causal_chunk_forward(phi_q, phi_k, value_1, state, output, inverse):
+    """One chunk's output and normaliser, written into ``output`` / ``inverse``; adds the chunk's keys to ``state``."""
+    scores = torch.matmul(phi_q, phi_k.transpose(-1, -2)).tril_()  # j <= i within the chunk
+    numerator = torch.matmul(scores, value_1).add_(torch.matmul(phi_q, state))
+    inverse.copy_(_inverse(numerator[..., -1:]))
+    torch.mul(numerator[..., :-1], inverse, out=output)
+    state += torch.matmul(phi_k.transpose(-1, -2), value_1)
 
 
-def _causal_favor(query, key, value, key_mask, projection, data_scale, stabiliser, kv, z, block_size, chunk_size):
-    """Causal FAVOR+ in checkpointed blocks: each block's keys are summarised first (the prefix of the next block),
-    then each block's outputs come from its prefix and its own chunked prefix sums. Returns the output and the final
-    (kv, z)."""
-    use_checkpoint = (
-        torch.is_grad_enabled() and key.size(-2) > block_size and any(t.requires_grad for t in (query, key, value))
-    )
-    keys, values = key.split(block_size, dim=-2), value.split(block_size, dim=-2)
-    masks = [None] * len(keys) if key_mask is None else key_mask.split(block_size, dim=-1)
-    outputs = []
-    for q, k, v, m in zip(query.split(block_size, dim=-2), keys, values, masks):
-        outputs.append(
-            _call(_causal_block, use_checkpoint, q, k, v, m, kv, z, projection, data_scale, stabiliser, chunk_size)
-        )
-        block_kv, block_z = _call(_key_block_state, use_checkpoint, k, v, m, projection, data_scale, stabiliser)
-        kv, z = kv + block_kv, z + block_z
-    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-2)), kv, z
+def _causal_chunk_backward(
+    phi_q, phi_k, value_1, state, reverse, query, key, projection, data_scale, output, inverse, grad_output,
+    grad_query, grad_key, grad_value,
+):  # fmt: skip
+    """One chunk's input gradients, written in place; adds what its queries pass back to earlier keys to ``reverse``.
+    A function of its own so that its temporaries are freed before the next chunk's are made."""
+    scores = torch.matmul(phi_q, phi_k.transpose(-1, -2)).tril_()
+    grad_numerator = grad_output * inverse  # d loss / d (phi(q) kv)
+    grad_denominator = (grad_numerator * output).sum(-1, keepdim=True).neg_()  # d loss / d (phi(q) z)
+    grad_both = torch.cat([grad_numerator, grad_denominator], -1)
+    grad_scores = torch.matmul(grad_both, value_1.transpose(-1, -2)).tril_()
+    grad_phi_q = torch.matmul(grad_scores, phi_k).add_(torch.matmul(grad_both, state.transpose(-1, -2)))
+    grad_query.copy_(_feature_input_gradient(query, grad_phi_q.mul_(phi_q), projection, data_scale))
+    del grad_phi_q
+    grad_phi_k = torch.matmul(grad_scores.transpose(-1, -2), phi_q)
+    grad_phi_k += torch.matmul(value_1, reverse.transpose(-1, -2))
+    torch.matmul(scores.transpose(-1, -2), grad_numerator, out=grad_value)
+    grad_value += torch.matmul(phi_k, reverse[..., :-1])
+    reverse += torch.matmul(phi_q.transpose(-1, -2), grad_both)
+    grad_key.copy_(_feature_input_gradient(key, grad_phi_k.mul_(phi_k), projection, data_scale))
 
 
 def favor_attention(
@@ -349,7 +379,7 @@ def favor_attention(
     key_mask: torch.Tensor | None = None,
     causal: bool = False,
     state: FavorState | None = None,
-    block_size: int = FAVOR_BLOCK_SIZE,
+    block_size: int | None = None,
     chunk_size: int = FAVOR_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, FavorState]:
     """FAVOR+ attention ``(batch, heads, query_len, head_dim)`` of ``(batch, heads, length, head_dim)`` inputs, and the
@@ -360,11 +390,14 @@ def favor_attention(
     ``causal``: query i sees keys 0..i of ``key`` (query and key have the same length) plus everything in ``state``.
     Bidirectional when False: every query sees every key (encoder, ViT, cross-attention); ``state`` is then ignored.
 
-    Runs in (at least) fp32 with autocast off and returns the input dtype. Inputs are processed in blocks of
-    ``block_size`` tokens whose features are recomputed in the backward pass (a custom backward when bidirectional,
-    activation checkpointing when causal), so training memory grows with the length like SDPA's does.
+    Runs in (at least) fp32 with autocast off and returns the input dtype. Both directions have a hand-written
+    backward that recomputes the features instead of keeping them, so training memory grows with the length like
+    SDPA's does: bidirectional in blocks of ``block_size`` tokens (default 256); causal in chunks of ``chunk_size``
+    tokens, with a running state kept every ``block_size`` tokens (default 1024).
     """
     dtype = query.dtype
+    if block_size is None:
+        block_size = FAVOR_CAUSAL_BLOCK_SIZE if causal else FAVOR_BLOCK_SIZE
     with torch.autocast(query.device.type, enabled=False):
         compute = torch.promote_types(dtype, torch.float32)
         query, key, value, projection = (t.to(compute) for t in (query, key, value, projection))
@@ -387,7 +420,7 @@ def favor_attention(
         stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, 0.0)
         if query.size(-2) != key.size(-2):
             raise ValueError("causal FAVOR+ needs as many queries as keys (earlier keys belong in `state`)")
-        output, kv, z = _causal_favor(
+        output, kv, z = _CausalFavor.apply(
             query, key, value, key_mask, projection, data_scale, stabiliser, kv, z, block_size, chunk_size
         )
     return output.to(dtype), FavorState(kv, z, stabiliser)

@@ -121,7 +121,7 @@ def autograd_reference(query, key, value, projection, key_mask=None, causal=Fals
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("block_size", [1024, 16])
 def test_blocked_path_gives_the_reference_values_and_gradients(causal, block_size):
-    """The custom backward (bidirectional) and the checkpointed blocks (causal) against plain autograd."""
+    """The custom backwards (bidirectional blocks, causal chunks) against plain autograd."""
     inputs = [t.requires_grad_() for t in qkv(length=50)]
     projection = gaussian_orthogonal_random_matrix(16, 8)
     key_mask = torch.ones(2, 50, dtype=torch.bool)
@@ -144,6 +144,51 @@ def test_bidirectional_backward_passes_gradcheck_in_float64():
         lambda q, k, v: favor_attention(q, k, v, projection, key_mask=key_mask, block_size=3)[0], inputs
     )
 
+
+
+def test_causal_backward_passes_gradcheck_in_float64():
+    """The causal Function itself, its returned state and the prefix state included, over several blocks of several
+    chunks with ragged ends (11 tokens, blocks of 5, chunks of 2) and a left-padded example."""
+    query, key, value = [t.double().requires_grad_() for t in qkv(batch=2, heads=1, length=11, head_dim=4, std=0.5)]
+    projection = gaussian_orthogonal_random_matrix(6, 4).double()
+    key_mask = torch.ones(2, 11, dtype=torch.bool)
+    key_mask[1, :3] = False
+    data_scale = 4**-0.25
+    stabiliser = key_stabiliser(key.detach(), projection, data_scale, key_mask)
+    generator = torch.Generator().manual_seed(1)
+    kv = torch.randn(2, 1, 6, 4, generator=generator, dtype=torch.float64).requires_grad_()
+    z = torch.rand(2, 1, 6, generator=generator, dtype=torch.float64).add_(0.5).requires_grad_()
+
+    def causal(q, k, v, kv, z):
+        return attention._CausalFavor.apply(q, k, v, key_mask, projection, data_scale, stabiliser, kv, z, 5, 2)
+
+    assert torch.autograd.gradcheck(causal, (query, key, value, kv, z))
+
+
+def test_causal_state_carries_values_and_gradients_across_calls():
+    """Two causal calls, the second starting from the first one's state, give the values and gradients of one call:
+    gradients flow back through the returned state and the prefix state. Left padding, blocks of 20, chunks of 8."""
+    inputs = [t.requires_grad_() for t in qkv(length=53, std=1.5)]
+    projection = gaussian_orthogonal_random_matrix(16, 8)
+    key_mask = torch.ones(2, 53, dtype=torch.bool)
+    key_mask[1, :7] = False
+    weights = torch.randn(2, 2, 53, 8)
+    sizes = dict(block_size=20, chunk_size=8)
+    query, key, value = inputs
+    stabiliser = key_stabiliser(key, projection, 8**-0.25, key_mask)
+    phi_q = query_features(query, projection, 8**-0.25)
+    kernel = (phi_q @ key_features(key, projection, 8**-0.25, stabiliser, key_mask).transpose(-1, -2)).tril()
+    expected = kernel @ value / kernel.sum(-1, keepdim=True).clamp_min(1e-30)  # left-padded rows see no key: 0
+    expected_grads = torch.autograd.grad((expected * weights).sum(), inputs)
+    first, state = favor_attention(*(t[:, :, :30] for t in inputs), projection, None, key_mask[:, :30], True, **sizes)
+    rest = (t[:, :, 30:] for t in inputs)
+    second, _ = favor_attention(*rest, projection, None, key_mask[:, 30:], True, state, **sizes)
+    output = torch.cat([first, second], -2)
+    grads = torch.autograd.grad((output * weights).sum(), inputs)
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(output[1, :, :7], torch.zeros_like(output[1, :, :7]))
+    for actual, reference in zip(grads, expected_grads):
+        torch.testing.assert_close(actual, reference, atol=1e-5, rtol=1e-4)
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_padded_keys_change_nothing(causal):
