@@ -560,6 +560,17 @@ class MultiHeadAttention(nn.Module):
         """(batch, length, hidden) -> (batch, heads, length, head_dim): the feature dimension is split."""
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
 
+    def _query_key_value(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention: one packed product for the query, key and value of every head."""
+        return tuple(self._split_heads(t) for t in self.in_proj(hidden_states).chunk(3, dim=-1))
+
+    def _cross_attention_query(self, hidden_states: torch.Tensor, key_value_states: torch.Tensor | None) -> torch.Tensor:
+        """Cross-attention: the query projection alone (keys and values come from the encoder output or the cache)."""
+        if key_value_states is None:
+            raise ValueError("cross-attention needs key_value_states (the encoder output)")
+        weight, bias = self.in_proj.weight[: self.hidden_size], self.in_proj.bias[: self.hidden_size]
+        return self._split_heads(nn.functional.linear(hidden_states, weight, bias))
+
     def _key_value(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weight, bias = self.in_proj.weight[self.hidden_size :], self.in_proj.bias[self.hidden_size :]
         key, value = nn.functional.linear(source, weight, bias).chunk(2, dim=-1)
@@ -578,12 +589,7 @@ class MultiHeadAttention(nn.Module):
             return self._performer_forward(hidden_states, key_value_states, attention_mask, cache, output_attentions)
         batch_size, query_length, _ = hidden_states.shape
         if self.is_cross_attention:
-            if key_value_states is None:
-                raise ValueError("cross-attention needs key_value_states (the encoder output)")
-            query = nn.functional.linear(
-                hidden_states, self.in_proj.weight[: self.hidden_size], self.in_proj.bias[: self.hidden_size]
-            )
-            query = self._split_heads(query)
+            query = self._cross_attention_query(hidden_states, key_value_states)
             cross_cache = cache.cross_attention_cache if isinstance(cache, EncoderDecoderCache) else None
             if cross_cache is not None and cache.is_updated.get(self.layer_idx):
                 key, value = cross_cache.layers[self.layer_idx].keys, cross_cache.layers[self.layer_idx].values
@@ -593,7 +599,7 @@ class MultiHeadAttention(nn.Module):
                     key, value = cross_cache.update(key, value, self.layer_idx)
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = (self._split_heads(t) for t in self.in_proj(hidden_states).chunk(3, dim=-1))
+            query, key, value = self._query_key_value(hidden_states)
             self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
             if self_cache is not None:
                 key, value = self_cache.update(key, value, self.layer_idx)
@@ -628,12 +634,7 @@ class MultiHeadAttention(nn.Module):
         batch_size, query_length, _ = hidden_states.shape
         projection = self.feature_projection
         if self.is_cross_attention:
-            if key_value_states is None:
-                raise ValueError("cross-attention needs key_value_states (the encoder output)")
-            query = nn.functional.linear(
-                hidden_states, self.in_proj.weight[: self.hidden_size], self.in_proj.bias[: self.hidden_size]
-            )
-            query = self._split_heads(query)
+            query = self._cross_attention_query(hidden_states, key_value_states)
             cross_cache = cache.cross_attention_cache if isinstance(cache, EncoderDecoderCache) else None
             if cross_cache is not None and cache.is_updated.get(self.layer_idx):
                 output = favor_readout(query, favor_cache_layer(cross_cache, self.layer_idx).state, projection, self.scaling)
@@ -645,7 +646,7 @@ class MultiHeadAttention(nn.Module):
                     favor_cache_layer(cross_cache, self.layer_idx).store(state, key.size(-2))
                     cache.is_updated[self.layer_idx] = True
         else:
-            query, key, value = (self._split_heads(t) for t in self.in_proj(hidden_states).chunk(3, dim=-1))
+            query, key, value = self._query_key_value(hidden_states)
             key_mask = key_mask_from_additive(attention_mask, query_length)  # the mask's columns of these keys
             self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
             layer = favor_cache_layer(self_cache, self.layer_idx) if self_cache is not None else None
