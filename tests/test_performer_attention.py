@@ -278,20 +278,6 @@ def test_seq2seq_generation_with_cache_equals_without_greedy_and_beam():
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_seq2seq_cached_decoding_steps_equal_the_full_forward():
-    model = tiny_seq2seq()
-    input_ids, attention_mask, decoder_input_ids = seq2seq_batch()
-    full = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
-    encoder_outputs = model.get_encoder()(input_ids, attention_mask)
-    cache, steps = None, []
-    for t in range(decoder_input_ids.size(1)):
-        output = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                       decoder_input_ids=decoder_input_ids[:, t : t + 1], use_cache=True, cache=cache)  # fmt: skip
-        cache = output.cache if hasattr(output, "cache") else output.past_key_values
-        steps.append(output.logits)
-    assert (torch.cat(steps, 1) - full).abs().max() < 1e-5
-
-
 def test_seq2seq_training_step_and_save_load(tmp_path):
     model = tiny_seq2seq().train()
     input_ids, attention_mask, _ = seq2seq_batch()
