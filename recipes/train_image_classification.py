@@ -223,6 +223,12 @@ def compute_metrics_fn():
     return compute_metrics
 
 
+def has_attention_rollout(model) -> bool:
+    """Only a softmax-attention ViT gets ``attention_rollout.png``: the other families have no attention, and
+    performer attention never forms the attention matrix that rollout multiplies."""
+    return isinstance(model, hf_models.VisionTransformerForImageClassification) and model.config.attention_type == "softmax"
+
+
 def save_attention_rollout(model, processor, test_split: datasets.Dataset, count: int, path: Path) -> None:
     """``attention_rollout.png`` for the first ``count`` test images: where the ViT's CLS token looks."""
     sample = test_split.select(range(min(count, len(test_split))))
@@ -293,9 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
             title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
             plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
             results["test_confusion_matrix"] = counts.tolist()
-            if isinstance(trainer.model, hf_models.VisionTransformerForImageClassification) and (
-                trainer.model.config.attention_type == "softmax"
-            ):  # performer attention never forms the attention matrix that rollout multiplies
+            if has_attention_rollout(trainer.model):
                 save_attention_rollout(
                     trainer.model, processor, splits["test"], data_args.rollout_images, output_dir / "attention_rollout.png"
                 )
@@ -355,7 +359,7 @@ print(classifier(image))  # or a path or URL; any size and colour mode is conver
     if "test_confusion_matrix" in results:
         extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
             " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."
-            if arch == "vit" and config.attention_type == "softmax" else ""
+            if has_attention_rollout(model) else ""
         )
     write_model_card(
         training_args.output_dir,
