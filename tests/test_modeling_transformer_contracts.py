@@ -1,0 +1,94 @@
+"""The transformers contracts a MarianMT / BERT user relies on, held by the Transformer family: outputs follow
+``return_dict`` / ``output_*`` from the config and per call, gradient checkpointing, caches and decoding modes,
+``inputs_embeds``, loading, and export."""
+
+import pytest
+import torch
+from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
+
+from hf_models import TransformerConfig, TransformerForConditionalGeneration, TransformerForSequenceClassification
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
+
+TINY = dict(vocab_size=40, hidden_size=32, num_attention_heads=4, intermediate_size=64, encoder_layers=2, decoder_layers=3)
+
+
+def seq2seq(**overrides) -> TransformerForConditionalGeneration:
+    torch.manual_seed(0)
+    return TransformerForConditionalGeneration(TransformerConfig(**{**TINY, "dropout": 0.0, **overrides})).eval()
+
+
+def classifier(**overrides) -> TransformerForSequenceClassification:
+    torch.manual_seed(0)
+    config = TransformerConfig(**{**TINY, "decoder_layers": 0, "num_labels": 3, "dropout": 0.0, **overrides})
+    return TransformerForSequenceClassification(config).eval()
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(4, 40, (3, 9), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    attention_mask[2, 3:] = 0
+    labels = torch.randint(4, 40, (3, 5), generator=generator)
+    return input_ids, attention_mask, labels
+
+
+def test_return_dict_none_gives_the_output_dataclass_and_false_or_the_config_a_tuple():
+    """PEFT and Trainer call ``model(**batch, return_dict=None)`` and read ``.loss``."""
+    input_ids, attention_mask, labels = batch()
+    model = seq2seq()
+    output = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, return_dict=None)
+    assert isinstance(output, Seq2SeqLMOutput) and output.loss.ndim == 0
+    as_tuple = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], output.loss)
+    model.config.return_dict = False
+    assert isinstance(model(input_ids=input_ids, attention_mask=attention_mask, labels=labels), tuple)
+    assert isinstance(model(input_ids=input_ids, labels=labels, return_dict=True), Seq2SeqLMOutput)
+
+    text = classifier()
+    output = text(input_ids=input_ids, attention_mask=attention_mask, labels=labels[:, 0] % 3, return_dict=None)
+    assert isinstance(output, SequenceClassifierOutput) and output.loss.ndim == 0
+    assert isinstance(text(input_ids=input_ids, return_dict=False), tuple)
+
+
+@pytest.mark.parametrize("from_config", [True, False])
+def test_seq2seq_hidden_states_and_attentions_from_the_config_or_the_call(from_config):
+    model = seq2seq(attn_implementation="eager")
+    input_ids, attention_mask, labels = batch()
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    assert model(**kwargs).encoder_hidden_states is None
+    if from_config:
+        model.config.output_hidden_states = True
+        model.config.output_attentions = True
+    else:
+        kwargs.update(output_hidden_states=True, output_attentions=True)
+    output = model(**kwargs)
+    assert len(output.encoder_hidden_states) == TINY["encoder_layers"] + 1
+    assert len(output.decoder_hidden_states) == TINY["decoder_layers"] + 1
+    assert len(output.encoder_attentions) == TINY["encoder_layers"]
+    assert len(output.decoder_attentions) == len(output.cross_attentions) == TINY["decoder_layers"]
+    assert output.decoder_attentions[0].shape == (3, 4, 5, 5) and output.cross_attentions[0].shape == (3, 4, 5, 9)
+    assert torch.equal(output.encoder_hidden_states[-1], output.encoder_last_hidden_state)
+    # the first state is the embedding output that the first layer reads
+    embeddings = model.get_encoder().embeddings(input_ids)
+    torch.testing.assert_close(output.encoder_hidden_states[0], embeddings)
+
+
+@pytest.mark.parametrize("pre_layer_norm", [False, True])
+def test_classifier_hidden_states_from_the_config_end_with_the_normalised_state(pre_layer_norm):
+    model = classifier(pre_layer_norm=pre_layer_norm)
+    model.config.output_hidden_states = True
+    input_ids, attention_mask, _ = batch()
+    output = model(input_ids=input_ids, attention_mask=attention_mask)
+    assert len(output.hidden_states) == model.config.num_hidden_layers + 1 == TINY["encoder_layers"] + 1
+    assert torch.equal(output.hidden_states[-1], model.encoder(input_ids, attention_mask).last_hidden_state)
+    assert model(input_ids=input_ids, output_hidden_states=False).hidden_states is None
+
+
+def test_zero_layer_classifier_returns_its_one_hidden_state():
+    model = classifier(encoder_layers=0)
+    input_ids, attention_mask, _ = batch()
+    output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    assert len(output.hidden_states) == 1
+    torch.testing.assert_close(output.hidden_states[0], model.encoder.embeddings(input_ids))
