@@ -92,3 +92,34 @@ def test_zero_layer_classifier_returns_its_one_hidden_state():
     output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
     assert len(output.hidden_states) == 1
     torch.testing.assert_close(output.hidden_states[0], model.encoder.embeddings(input_ids))
+
+
+def loss_and_gradients(model, **inputs):
+    model.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("make", [seq2seq, classifier], ids=["seq2seq", "classifier"])
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(make, use_reentrant):
+    model = make(pre_layer_norm=True).train()  # dropout is 0: the recomputed forward is the same
+    assert model.supports_gradient_checkpointing
+    input_ids, attention_mask, labels = batch()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
+    inputs["labels"] = labels if make is seq2seq else labels[:, 0] % 3
+    expected_loss, expected = loss_and_gradients(model, **inputs)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    layers = [module for module in model.modules() if type(module).__name__.endswith("Layer")]
+    assert layers and all(layer.gradient_checkpointing for layer in layers)
+    calls = []
+    layers[0].feed_forward.register_forward_pre_hook(lambda *args: calls.append(1))
+    loss, gradients = loss_and_gradients(model, **inputs)
+    assert len(calls) == 2  # the forward pass, and its recomputation in backward
+    torch.testing.assert_close(loss, expected_loss, rtol=0, atol=0)
+    assert gradients.keys() == expected.keys()
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(gradient, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    model.gradient_checkpointing_disable()
+    assert not any(layer.gradient_checkpointing for layer in layers)
