@@ -7,6 +7,7 @@ import torch
 from transformers.modeling_outputs import Seq2SeqLMOutput, SequenceClassifierOutput
 
 from hf_models import TransformerConfig, TransformerForConditionalGeneration, TransformerForSequenceClassification
+from hf_models.seq2seq import CACHE_FIELD
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -123,3 +124,40 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(make, use_reen
         torch.testing.assert_close(gradient, expected[name], rtol=1e-5, atol=1e-6, msg=name)
     model.gradient_checkpointing_disable()
     assert not any(layer.gradient_checkpointing for layer in layers)
+
+
+# no_repeat_ngram_size=1 keeps a random model's greedy tokens from settling on one id, so the comparisons below see
+# ten different tokens; min_new_tokens keeps every row going for all ten steps.
+GREEDY = dict(max_new_tokens=10, min_new_tokens=10, do_sample=False, no_repeat_ngram_size=1)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_static_cache_generates_the_dynamic_cache_tokens(implementation):
+    """A static cache returns keys of its full length; the masks are sized against it (unwritten slots masked)."""
+    model = seq2seq(attn_implementation=implementation)
+    input_ids, attention_mask, _ = batch()
+    dynamic = model.generate(input_ids=input_ids, attention_mask=attention_mask, **GREEDY)
+    static = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        cache_implementation="static",
+        return_dict_in_generate=True,
+        **GREEDY,
+    )
+    cache = getattr(static, CACHE_FIELD)
+    assert type(cache.self_attention_cache).__name__ == "StaticCache"
+    assert torch.equal(static.sequences, dynamic)
+    assert len(set(dynamic[0, 1:].tolist())) == 10
+
+
+@pytest.mark.parametrize("row", [0, 2])
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(row):
+    """Candidates from a second tiny model or from the prompt's n-grams, verified in one multi-token step (a causal
+    mask after a cached prefix) and cropped from the cache when rejected: the result is plain greedy's."""
+    model = seq2seq()
+    input_ids = batch()[0][row : row + 1]  # assisted decoding takes one sequence at a time
+    greedy = model.generate(input_ids=input_ids, **GREEDY)
+    assistant = seq2seq(encoder_layers=1, decoder_layers=1)
+    assert torch.equal(model.generate(input_ids=input_ids, assistant_model=assistant, **GREEDY), greedy)
+    assert torch.equal(model.generate(input_ids=input_ids, assistant_model=model, **GREEDY), greedy)  # all accepted
+    assert torch.equal(model.generate(input_ids=input_ids, prompt_lookup_num_tokens=3, **GREEDY), greedy)
