@@ -1,15 +1,22 @@
 """GRU encoder-decoder with attention: attention over the encoder, packing, learning, generation, save/load."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqModelOutput
 
 from hf_models.configuration_gru_seq2seq import GRUSeq2SeqConfig
-from hf_models.modeling_gru_seq2seq import GRUDecoderState, GRUSeq2SeqForConditionalGeneration
+from hf_models.modeling_gru_seq2seq import (
+    GRUSeq2SeqEncoder,
+    GRUSeq2SeqForConditionalGeneration,
+    GRUSeq2SeqModel,
+    GRUStateCache,
+)
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 24
@@ -144,7 +151,7 @@ def test_decoder_state_is_accepted_under_both_cache_names(cache_name):
             input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, :2], use_cache=True
         )
         state = prefix.cache if hasattr(prefix, "cache") else prefix.past_key_values
-        assert isinstance(state, GRUDecoderState) and state.get_seq_length() == 2
+        assert isinstance(state, GRUStateCache) and state.get_seq_length() == 2
         step = model(
             encoder_outputs=model.get_encoder()(SOURCE, SOURCE_MASK),
             attention_mask=SOURCE_MASK,
@@ -297,3 +304,50 @@ def test_resize_token_embeddings_keeps_one_vocabulary(share_embeddings, tie_word
     assert (model.lm_head.weight is model.decoder.embed_tokens.weight) == tie_word_embeddings
     logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
     assert logits.shape[-1] == VOCAB + 6
+
+
+# Checkpoints written by the code before GRUSeq2SeqModel existed (commit 358f10a, one multi-layer nn.GRU per side run
+# over packed sequences), with their logits for LEGACY_DECODER_INPUT and their greedy / 3-beam tokens for SOURCE.
+LEGACY = Path(__file__).parent / "data" / "gru_seq2seq_legacy"
+LEGACY_DECODER_INPUT = torch.tensor([[1, 14, 15, 16], [1, 17, 18, 2], [1, 19, 20, 21]])
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "luong"])
+def test_checkpoint_saved_before_the_base_model_loads_with_identical_outputs(name):
+    """bahdanau: shared and tied embeddings; luong: neither. Both 2+2 layers, bidirectional encoder."""
+    expected = json.loads((LEGACY / name / "expected.json").read_text())
+    model, info = GRUSeq2SeqForConditionalGeneration.from_pretrained(LEGACY / name, output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched key
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=LEGACY_DECODER_INPUT).logits
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=1e-5)
+    greedy = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6)
+    beam = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, num_beams=3)
+    assert greedy.tolist() == expected["greedy"] and beam.tolist() == expected["beam"]
+
+    base, info = GRUSeq2SeqModel.from_pretrained(LEGACY / name, output_loading_info=True)
+    assert not info["missing_keys"] and set(info["unexpected_keys"]) <= {"lm_head.weight"}, info
+    with torch.no_grad():
+        features = base.eval()(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=LEGACY_DECODER_INPUT)
+    torch.testing.assert_close(model.lm_head(features.last_hidden_state), logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_base_model_returns_the_features_the_lm_head_reads(tmp_path, attention_type, luong_score):
+    model = make_model(attention_type, luong_score, init_std=0.3)
+    model.save_pretrained(tmp_path / "head")
+    base = GRUSeq2SeqModel.from_pretrained(tmp_path / "head").eval()
+    assert not hasattr(base, "lm_head") and isinstance(base.get_encoder(), GRUSeq2SeqEncoder)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        features = base(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids)
+        logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
+    assert isinstance(features, Seq2SeqModelOutput) and features.last_hidden_state.shape == (3, 4, 16)
+    torch.testing.assert_close(model.lm_head(features.last_hidden_state), logits, rtol=0, atol=0)
+    # and the other way round: a saved base model gives the head model its encoder and decoder (lm_head is tied)
+    base.save_pretrained(tmp_path / "base")
+    head = GRUSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "base").eval()
+    with torch.no_grad():
+        again = head(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
+    torch.testing.assert_close(again, logits, rtol=0, atol=0)
