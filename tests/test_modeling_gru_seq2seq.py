@@ -36,8 +36,7 @@ def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidde
         decoder_layers=layers,
         attention_type=attention_type,
         luong_score=luong_score,
-        dropout=0.0,
-        **overrides,
+        **{"dropout": 0.0, **overrides},
     )
     return GRUSeq2SeqForConditionalGeneration(config).eval()
 
@@ -351,3 +350,61 @@ def test_base_model_returns_the_features_the_lm_head_reads(tmp_path, attention_t
     with torch.no_grad():
         again = head(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
     torch.testing.assert_close(again, logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_class", [GRUSeq2SeqModel, GRUSeq2SeqForConditionalGeneration])
+def test_return_dict_and_output_flags_follow_the_config_unless_given_per_call(model_class):
+    """As on transformers' models: a ModelOutput by default, a tuple with config.return_dict=False; the output_* flags
+    from the config, overridden per call. The encoder alone (what generate() calls) honours the same flags."""
+    config = make_model("luong").config
+    model = model_class(config).eval()
+    inputs = dict(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=TARGET.clamp(min=0))
+    with torch.no_grad():
+        plain = model(**inputs)
+        assert plain.decoder_hidden_states is None and plain.encoder_hidden_states is None
+        assert plain.cross_attentions is None
+        config.output_hidden_states = config.output_attentions = True
+        flagged = model(**inputs)
+        encoder_only = model.get_encoder()(SOURCE, SOURCE_MASK)
+        per_call_off = model(**inputs, output_hidden_states=False, output_attentions=False)
+        config.return_dict = False
+        as_tuple = model(**inputs)
+        encoder_tuple = model.get_encoder()(SOURCE, SOURCE_MASK)
+        per_call_dict = model(**inputs, return_dict=True)
+    assert len(flagged.encoder_hidden_states) == 2 and len(flagged.decoder_hidden_states) == 2
+    assert flagged.encoder_hidden_states[-1] is flagged.encoder_last_hidden_state
+    assert flagged.cross_attentions[0].shape == (3, 1, 4, SOURCE.shape[1])
+    assert len(encoder_only.hidden_states) == 2
+    assert per_call_off.decoder_hidden_states is None and per_call_off.encoder_hidden_states is None
+    assert per_call_off.cross_attentions is None
+    assert isinstance(as_tuple, tuple) and isinstance(encoder_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], flagged[0], rtol=0, atol=0)
+    assert not isinstance(per_call_dict, tuple) and per_call_dict.cross_attentions is not None
+
+
+@pytest.mark.parametrize("attention_type", ["bahdanau", "luong"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_type):
+    """With dropout on, in training mode: checkpointing replays the RNG, so recomputation changes nothing."""
+    model = make_model(attention_type, dropout=0.3).train()
+
+    def loss_and_gradients():
+        torch.manual_seed(3)
+        model.zero_grad()
+        loss = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    loss, gradients = loss_and_gradients()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    encoder_calls, decoder_calls = [], []
+    model.encoder.gru.register_forward_hook(lambda *args: encoder_calls.append(1))
+    model.decoder.gru.register_forward_hook(lambda *args: decoder_calls.append(1))
+    checkpointed_loss, checkpointed_gradients = loss_and_gradients()
+    steps = TARGET.shape[1] if attention_type == "bahdanau" else 1
+    # forward, then the recomputation in the backward pass
+    assert len(encoder_calls) == 2 and len(decoder_calls) == 2 * steps
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=0)
+    assert checkpointed_gradients.keys() == gradients.keys() and len(gradients) == len(list(model.parameters()))
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(checkpointed_gradients[name], gradient, rtol=1e-6, atol=1e-7, msg=name)
