@@ -397,13 +397,14 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_type
     loss, gradients = loss_and_gradients()
     model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing
-    encoder_calls, decoder_calls = [], []
-    model.encoder.gru.register_forward_hook(lambda *args: encoder_calls.append(1))
+    encoder_runs, decoder_calls = [], []
+    run_direction = model.encoder.gru.run_direction
+    model.encoder.gru.run_direction = lambda *args: encoder_runs.append(1) or run_direction(*args)
     model.decoder.gru.register_forward_hook(lambda *args: decoder_calls.append(1))
     checkpointed_loss, checkpointed_gradients = loss_and_gradients()
     steps = TARGET.shape[1] if attention_type == "bahdanau" else 1
-    # forward, then the recomputation in the backward pass
-    assert len(encoder_calls) == 2 and len(decoder_calls) == 2 * steps
+    # forward, then the recomputation in the backward pass (2 layers x 2 directions in the encoder)
+    assert len(encoder_runs) == 2 * 4 and len(decoder_calls) == 2 * steps
     torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=0)
     assert checkpointed_gradients.keys() == gradients.keys() and len(gradients) == len(list(model.parameters()))
     for name, gradient in gradients.items():
