@@ -409,3 +409,63 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_type
     assert checkpointed_gradients.keys() == gradients.keys() and len(gradients) == len(list(model.parameters()))
     for name, gradient in gradients.items():
         torch.testing.assert_close(checkpointed_gradients[name], gradient, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_generate_threads_a_user_given_gru_state_cache():
+    model = make_model("bahdanau", init_std=0.3)
+    cache = GRUStateCache(model.config)
+    out = model.generate(
+        input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, cache=cache, return_dict_in_generate=True
+    )
+    assert out.cache is cache and cache.get_seq_length() == out.sequences.shape[1] - 1  # all but the last token
+    assert cache.hidden.shape == (2, 3, 16) and cache.attention_keys.shape == (3, SOURCE.shape[1], 16)
+    default = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6)
+    assert torch.equal(out.sequences, default)
+
+
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(monkeypatch, attention_type, luong_score):
+    """Both draft tokens and roll the state back past the rejected ones: GRUStateCache keeps the state after every
+    drafted token while the past is recorded, so crop returns to the last accepted one."""
+    model = make_model(attention_type, luong_score, init_std=0.3)
+    assistant = make_model(attention_type, luong_score, layers=1, hidden=8, seed=5, init_std=0.3)
+    removed = []
+    crop = GRUStateCache.crop
+    monkeypatch.setattr(GRUStateCache, "crop", lambda self, n: removed.append(-n) or crop(self, n))
+    for i in range(SOURCE.shape[0]):
+        kwargs = dict(
+            input_ids=SOURCE[i : i + 1], attention_mask=SOURCE_MASK[i : i + 1], max_new_tokens=8, min_new_tokens=8
+        )
+        greedy = model.generate(**kwargs)
+        assert torch.equal(model.generate(**kwargs, assistant_model=assistant), greedy)
+        assert torch.equal(model.generate(**kwargs, prompt_lookup_num_tokens=2), greedy)
+    assert max(removed) > 0  # some drafted tokens were rejected and undone
+
+
+def test_cache_implementations_are_refused_naming_why():
+    model = make_model()
+    for implementation in ("static", "offloaded", "quantized"):
+        with pytest.raises(ValueError, match="fixed-size tensor per layer"):
+            model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=2, cache_implementation=implementation)
+
+
+def test_gru_state_is_only_cropped_back_when_the_past_is_recorded():
+    model = make_model("luong", init_std=0.3)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        full = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids)
+        cache = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).cache
+        with pytest.raises(RuntimeError, match="cannot be rolled back"):
+            cache.crop(-2)
+        recording = GRUStateCache(model.config)
+        recording.activate_past_recording()
+        model(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, :1], cache=recording
+        )
+        model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, 1:], cache=recording)
+        recording.crop(-2)  # back to the state after two tokens
+        assert recording.get_seq_length() == 2
+        step = model(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, 2:3], cache=recording
+        )
+    torch.testing.assert_close(step.logits[:, 0], full.logits[:, 2], rtol=1e-5, atol=1e-5)
