@@ -469,3 +469,26 @@ def test_gru_state_is_only_cropped_back_when_the_past_is_recorded():
             input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, 2:3], cache=recording
         )
     torch.testing.assert_close(step.logits[:, 0], full.logits[:, 2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # 15-45 s each: torch.export traces every GRU step
+@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_onnx_export_through_torch_export_matches_pytorch(tmp_path, attention_type, luong_score):
+    """torch.onnx.export(dynamo=True) traces forward with torch.export: no packing, no value-dependent branch (the
+    mask checks are eager-only). torch.export unrolls the GRU steps, so the graph keeps the example's lengths."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = make_model(attention_type, luong_score, init_std=0.3)
+    inputs = dict(
+        input_ids=SOURCE,
+        attention_mask=SOURCE_MASK,
+        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(TARGET),
+    )
+    program = torch.onnx.export(model, (), kwargs={**inputs, "use_cache": False}, dynamo=True, verbose=False)
+    program.save(str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(inputs)
+    logits = session.run(None, {name: value.numpy() for name, value in inputs.items()})[0]
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
