@@ -393,13 +393,13 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
     def __init__(self, config: GRUSeq2SeqConfig, embed_tokens: nn.Embedding):
         super().__init__()
         hidden_size = config.hidden_size
-        self.attention_type = config.attention_type
+        self.attention_mechanism = config.attention_mechanism
         self.num_layers = config.decoder_layers
         self.embed_tokens = embed_tokens
         self.dropout = nn.Dropout(config.dropout)
         encoder_directions = 2 if config.bidirectional_encoder else 1
         self.bridge = nn.Linear(encoder_directions * hidden_size, config.decoder_layers * hidden_size)
-        if config.attention_type == "bahdanau":
+        if config.attention_mechanism == "bahdanau":
             self.attention = BahdanauAttention(hidden_size)
             gru_input_size = config.embedding_size + hidden_size  # [E y_{t-1}; c_t]
             attentional_input_size = 2 * hidden_size + config.embedding_size  # deep output [s_t; c_t; E y_{t-1}]
@@ -439,12 +439,12 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
         s_t)``. Target padding sits at the end and the decoder is causal, so it needs no mask.
         """
         embeds = self.dropout(self.embed_tokens(input_ids))
-        step_by_step = self.attention_type == "bahdanau" or every_step_state
+        step_by_step = self.attention_mechanism == "bahdanau" or every_step_state
         if step_by_step:
             decoder_states, contexts, weights, step_hidden = [], [], [], []
             for step in range(input_ids.shape[1]):
                 gru_input = embeds[:, step : step + 1]
-                if self.attention_type == "bahdanau":
+                if self.attention_mechanism == "bahdanau":
                     # the context comes from the PREVIOUS state s_{t-1} (top layer) and feeds the GRU input
                     context, step_weights = self.attention(
                         hidden[-1][:, None, :], attention_keys, encoder_hidden_states, encoder_attention_mask
@@ -460,7 +460,7 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
         else:
             decoder_states, hidden = self.gru(embeds, hidden)
             step_hidden = hidden[:, :, None]
-        if self.attention_type == "bahdanau":
+        if self.attention_mechanism == "bahdanau":
             context, weights = torch.cat(contexts, dim=1), torch.cat(weights, dim=1)
             attentional = torch.tanh(self.attentional_projection(torch.cat([decoder_states, context, embeds], -1)))
         else:

@@ -16,17 +16,18 @@ from hf_models.modeling_gru_seq2seq import (
     GRUSeq2SeqForConditionalGeneration,
     GRUSeq2SeqModel,
     GRUStateCache,
+    LuongAttention,
 )
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 24
 
-# (attention_type, luong_score): both papers' scores, plus Luong's "dot" variant
+# (attention_mechanism, luong_score): both papers' scores, plus Luong's "dot" variant
 ATTENTIONS = [("bahdanau", "general"), ("luong", "general"), ("luong", "dot")]
 ATTENTION_IDS = ["bahdanau", "luong-general", "luong-dot"]
 
 
-def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidden=16, seed=0, **overrides):
+def make_model(attention_mechanism="bahdanau", luong_score="general", layers=2, hidden=16, seed=0, **overrides):
     torch.manual_seed(seed)
     config = GRUSeq2SeqConfig(
         vocab_size=VOCAB,
@@ -34,7 +35,7 @@ def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidde
         embedding_size=hidden,
         encoder_layers=layers,
         decoder_layers=layers,
-        attention_type=attention_type,
+        attention_mechanism=attention_mechanism,
         luong_score=luong_score,
         **{"dropout": 0.0, **overrides},
     )
@@ -53,9 +54,9 @@ SOURCE_MASK = (SOURCE != PAD).long()
 TARGET = torch.tensor([[14, 15, 16, EOS], [17, 18, EOS, -100], [19, 20, 21, EOS]])
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_attention_is_over_encoder_states_and_ignores_padding(attention_type, luong_score):
-    model = make_model(attention_type, luong_score)
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_attention_is_over_encoder_states_and_ignores_padding(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score)
     with torch.no_grad():
         out = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
     (weights,) = out.cross_attentions
@@ -78,10 +79,10 @@ def test_attention_is_over_encoder_states_and_ignores_padding(attention_type, lu
     torch.testing.assert_close(logits_padding_changed, out.logits, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_padded_batch_equals_each_example_alone(attention_type, luong_score):
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_padded_batch_equals_each_example_alone(attention_mechanism, luong_score):
     """Packed sequences: the GRU never runs over padding, so a batch gives each sentence's unpadded result."""
-    model = make_model(attention_type, luong_score)
+    model = make_model(attention_mechanism, luong_score)
     with torch.no_grad():
         batch = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
         for i, length in enumerate(SOURCE_MASK.sum(-1).tolist()):
@@ -104,9 +105,9 @@ def test_left_padding_and_empty_sources_are_refused():
         model(input_ids=SOURCE[:2, :3], attention_mask=torch.tensor([[0, 0, 0], [1, 1, 1]]), labels=TARGET[:2])
 
 
-@pytest.mark.parametrize("attention_type", ["bahdanau", "luong"])
-def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_type):
-    model = make_model(attention_type, layers=1, hidden=32).train()
+@pytest.mark.parametrize("attention_mechanism", ["bahdanau", "luong"])
+def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_mechanism):
+    model = make_model(attention_mechanism, layers=1, hidden=32).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(50):
@@ -124,9 +125,9 @@ def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_type)
         assert row[1 : 1 + len(target)].tolist() == target.tolist()
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_cached_generation_is_incremental_and_matches_uncached(attention_type, luong_score):
-    model = make_model(attention_type, luong_score, init_std=0.3)  # larger weights: varied, non-trivial outputs
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_cached_generation_is_incremental_and_matches_uncached(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)  # larger weights: varied, non-trivial outputs
     decoder_input_lengths = []
     model.decoder.register_forward_pre_hook(lambda module, args: decoder_input_lengths.append(args[0].shape[1]))
 
@@ -173,9 +174,9 @@ def test_precomputed_encoder_outputs_as_output_or_tuple():
             model(encoder_outputs=without_final_state, attention_mask=SOURCE_MASK, labels=TARGET)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_beam_search_returns_sorted_hypotheses_and_reorders_the_state(attention_type, luong_score):
-    model = make_model(attention_type, luong_score, init_std=0.3)
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_beam_search_returns_sorted_hypotheses_and_reorders_the_state(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
     kwargs = dict(
         input_ids=SOURCE,
         attention_mask=SOURCE_MASK,
@@ -264,8 +265,10 @@ print(model.generate(input_ids=source, attention_mask=(source != 0).long(), max_
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"attention_type": "dot-product"}, "attention_type"),
-        ({"attention_type": "luong", "luong_score": "concat"}, "luong_score"),
+        ({"attention_mechanism": "dot-product"}, "attention_mechanism"),
+        ({"attention_type": "dot-product"}, "attention_mechanism"),
+        ({"attention_type": "luong", "attention_mechanism": "bahdanau"}, "attention_type"),
+        ({"attention_mechanism": "luong", "luong_score": "concat"}, "luong_score"),
         ({"hidden_size": 0}, "hidden_size"),
         ({"embedding_size": -4, "tie_word_embeddings": False}, "embedding_size"),
         ({"vocab_size": 0}, "vocab_size"),
@@ -283,7 +286,7 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, field):
 def test_config_fields_and_initialisation():
     config = GRUSeq2SeqConfig(vocab_size=VOCAB, hidden_size=16, embedding_size=16, decoder_layers=3)
     assert config.is_encoder_decoder and config.num_hidden_layers == 3  # generate() reads num_hidden_layers
-    assert config.bidirectional_encoder and config.attention_type == "bahdanau"
+    assert config.bidirectional_encoder and config.attention_mechanism == "bahdanau"
     model = GRUSeq2SeqForConditionalGeneration(config)
     recurrent = model.decoder.gru.weight_hh_l0  # (3 * hidden, hidden): orthonormal columns
     torch.testing.assert_close(recurrent.T @ recurrent, torch.eye(16), rtol=0, atol=1e-5)
@@ -332,9 +335,9 @@ def test_checkpoint_saved_before_the_base_model_loads_with_identical_outputs(nam
     torch.testing.assert_close(model.lm_head(features.last_hidden_state), logits, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_base_model_returns_the_features_the_lm_head_reads(tmp_path, attention_type, luong_score):
-    model = make_model(attention_type, luong_score, init_std=0.3)
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_base_model_returns_the_features_the_lm_head_reads(tmp_path, attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
     model.save_pretrained(tmp_path / "head")
     base = GRUSeq2SeqModel.from_pretrained(tmp_path / "head").eval()
     assert not hasattr(base, "lm_head") and isinstance(base.get_encoder(), GRUSeq2SeqEncoder)
@@ -382,10 +385,10 @@ def test_return_dict_and_output_flags_follow_the_config_unless_given_per_call(mo
     assert not isinstance(per_call_dict, tuple) and per_call_dict.cross_attentions is not None
 
 
-@pytest.mark.parametrize("attention_type", ["bahdanau", "luong"])
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_type):
+@pytest.mark.parametrize("attention_mechanism", ["bahdanau", "luong"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_mechanism):
     """With dropout on, in training mode: checkpointing replays the RNG, so recomputation changes nothing."""
-    model = make_model(attention_type, dropout=0.3).train()
+    model = make_model(attention_mechanism, dropout=0.3).train()
 
     def loss_and_gradients():
         torch.manual_seed(3)
@@ -402,7 +405,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_type
     model.encoder.gru.run_direction = lambda *args: encoder_runs.append(1) or run_direction(*args)
     model.decoder.gru.register_forward_hook(lambda *args: decoder_calls.append(1))
     checkpointed_loss, checkpointed_gradients = loss_and_gradients()
-    steps = TARGET.shape[1] if attention_type == "bahdanau" else 1
+    steps = TARGET.shape[1] if attention_mechanism == "bahdanau" else 1
     # forward, then the recomputation in the backward pass (2 layers x 2 directions in the encoder)
     assert len(encoder_runs) == 2 * 4 and len(decoder_calls) == 2 * steps
     torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=0)
@@ -423,12 +426,12 @@ def test_generate_threads_a_user_given_gru_state_cache():
     assert torch.equal(out.sequences, default)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(monkeypatch, attention_type, luong_score):
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(monkeypatch, attention_mechanism, luong_score):
     """Both draft tokens and roll the state back past the rejected ones: GRUStateCache keeps the state after every
     drafted token while the past is recorded, so crop returns to the last accepted one."""
-    model = make_model(attention_type, luong_score, init_std=0.3)
-    assistant = make_model(attention_type, luong_score, layers=1, hidden=8, seed=5, init_std=0.3)
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
+    assistant = make_model(attention_mechanism, luong_score, layers=1, hidden=8, seed=5, init_std=0.3)
     removed = []
     crop = GRUStateCache.crop
     monkeypatch.setattr(GRUStateCache, "crop", lambda self, n: removed.append(-n) or crop(self, n))
@@ -472,13 +475,13 @@ def test_gru_state_is_only_cropped_back_when_the_past_is_recorded():
 
 
 @pytest.mark.slow  # 15-45 s each: torch.export traces every GRU step
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_onnx_export_through_torch_export_matches_pytorch(tmp_path, attention_type, luong_score):
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_onnx_export_through_torch_export_matches_pytorch(tmp_path, attention_mechanism, luong_score):
     """torch.onnx.export(dynamo=True) traces forward with torch.export: no packing, no value-dependent branch (the
     mask checks are eager-only). torch.export unrolls the GRU steps, so the graph keeps the example's lengths."""
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    model = make_model(attention_type, luong_score, init_std=0.3)
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
     inputs = dict(
         input_ids=SOURCE,
         attention_mask=SOURCE_MASK,
@@ -492,3 +495,17 @@ def test_onnx_export_through_torch_export_matches_pytorch(tmp_path, attention_ty
     with torch.no_grad():
         expected = model(**inputs).logits
     torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
+
+
+def test_configs_saved_with_the_old_attention_type_name_load_as_attention_mechanism(tmp_path):
+    """Before the rename the field was ``attention_type``, the name that means softmax/performer on the Transformer
+    and ViT configs (and that the shared attention layer reads): old config.json files map onto the new field."""
+    config = AutoConfig.from_pretrained(LEGACY / "luong")  # saved with "attention_type": "luong"
+    assert json.loads((LEGACY / "luong" / "config.json").read_text())["attention_type"] == "luong"
+    assert config.attention_mechanism == "luong" and not hasattr(config, "attention_type")
+    assert GRUSeq2SeqConfig(attention_type="luong").attention_mechanism == "luong"
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["attention_mechanism"] == "luong" and "attention_type" not in saved
+    model = GRUSeq2SeqForConditionalGeneration.from_pretrained(LEGACY / "luong")
+    assert isinstance(model.decoder.attention, LuongAttention)
