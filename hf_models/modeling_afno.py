@@ -72,13 +72,17 @@ class AFNOSpectralMixing(nn.Module):
             mixed = torch.view_as_complex(nn.functional.softshrink(torch.view_as_real(mixed), self.sparsity_threshold))
         return mixed.flatten(-2)
 
-    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """``hidden_states``: ``(batch, height, width, hidden)``; returns the mixed grid of the same shape."""
+    def forward(
+        self, hidden_states: torch.Tensor, grid_size: tuple[int, int], **kwargs
+    ) -> tuple[torch.Tensor, None]:
+        """``hidden_states``: tokens ``(batch, height * width, hidden)`` of a ``grid_size = (height, width)`` grid in
+        row-major order; returns the mixed tokens, same shape."""
         dtype = hidden_states.dtype
-        height, width = hidden_states.shape[1:3]
+        height, width = grid_size
         modes = self.kept_modes(height, width, hidden_states.device)
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            spectrum = torch.fft.rfft2(hidden_states.float(), dim=(1, 2), norm="ortho")
+            grid = hidden_states.float().unflatten(1, (height, width))
+            spectrum = torch.fft.rfft2(grid, dim=(1, 2), norm="ortho")
             if modes is None:
                 spectrum = self.spectral_mlp(spectrum)
             else:
@@ -86,7 +90,7 @@ class AFNOSpectralMixing(nn.Module):
                 truncated[modes] = self.spectral_mlp(spectrum[modes])
                 spectrum = truncated
             mixed = torch.fft.irfft2(spectrum, s=(height, width), dim=(1, 2), norm="ortho")
-        return mixed.to(dtype), None
+        return mixed.flatten(1, 2).to(dtype), None
 
 
 class AFNOPreTrainedModel(PreTrainedModel):

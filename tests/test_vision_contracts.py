@@ -1,0 +1,88 @@
+"""The transformers contracts every image family (ViT, GFNet, AFNO) honours as transformers' own ViT does: outputs
+from config and per call, hidden states that are part of the graph."""
+
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from vision_testing import FAMILIES, tiny_classifier
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
+
+FAMILY_NAMES = list(FAMILIES)
+
+
+def pixels(batch: int = 2) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(batch, 1, 16, 16)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_return_dict_comes_from_the_call_else_the_config(family):
+    model = tiny_classifier(family)
+    x = pixels()
+    with torch.no_grad():
+        reference = model(x).logits
+        model.config.return_dict = False
+        as_tuple = model(x)
+        base_tuple = model.base_model(x)
+        as_dict = model(x, return_dict=True)
+        model.config.return_dict = True
+        forced_tuple = model(x, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], reference)
+    assert isinstance(base_tuple, tuple) and base_tuple[0].shape == (2, model.config.grid_size**2 + (family == "vit"), 16)
+    assert isinstance(as_dict, ImageClassifierOutput) and torch.equal(as_dict.logits, reference)
+    assert isinstance(forced_tuple, tuple) and torch.equal(forced_tuple[0], reference)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_output_hidden_states_from_config_call_and_indices(family):
+    model = tiny_classifier(family)
+    x = pixels()
+    with torch.no_grad():
+        assert model(x).hidden_states is None
+        model.config.output_hidden_states = True
+        from_config = model(x).hidden_states
+        assert model(x, output_hidden_states=False).hidden_states is None
+        model.config.output_hidden_states = False
+        from_call = model(x, output_hidden_states=True).hidden_states
+        selected = model(x, output_hidden_states=[0, -1]).hidden_states
+        base = model.base_model(x, output_hidden_states=True)
+    # embeddings + one per block, before the final LayerNorm (as transformers' ViT)
+    assert len(from_config) == len(from_call) == model.config.num_hidden_layers + 1
+    for a, b in zip(from_config, from_call):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.equal(selected[0], from_call[0]) and torch.equal(selected[-1], from_call[-1])
+    assert all(state is None for state in selected[1:-1])
+    assert isinstance(base, BaseModelOutputWithPooling) and len(base.hidden_states) == len(from_call)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_hidden_states_are_the_graph_and_receive_gradients(family):
+    """transformers' common test: ``hidden_states[i].retain_grad()`` then backward fills ``.grad`` for every i.
+    Only a tensor the later layers really consume gets one (a reshaped copy made for the output would not)."""
+    model = tiny_classifier(family).train()
+    outputs = model(pixels(), output_hidden_states=True)
+    for state in outputs.hidden_states:
+        state.retain_grad()
+    outputs.logits.sum().backward()
+    assert all(state.grad is not None and state.grad.abs().sum() > 0 for state in outputs.hidden_states)
+
+
+def test_vit_output_attentions_from_config_and_call_receive_gradients():
+    model = tiny_classifier("vit").train()
+    x = pixels()
+    assert model(x).attentions is None
+    model.set_attn_implementation("eager")  # transformers refuses config.output_attentions with SDPA
+    model.config.output_attentions = True
+    outputs = model(x)
+    assert len(outputs.attentions) == 2 and outputs.attentions[0].shape == (2, 2, 17, 17)
+    assert model(x, output_attentions=False).attentions is None
+    outputs.attentions[0].retain_grad()
+    outputs.logits.sum().backward()
+    assert outputs.attentions[0].grad is not None
+
+
+@pytest.mark.parametrize("family", ["gfnet", "afno"])
+def test_fourier_families_have_no_attentions(family):
+    with torch.no_grad():
+        assert tiny_classifier(family)(pixels(), output_attentions=True).attentions is None
