@@ -74,6 +74,7 @@ class GFNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

@@ -63,6 +63,7 @@ class VisionTransformerPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     _supports_sdpa = True
     _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
     # output_hidden_states records every block's output, output_attentions every attention layer's weights
     _can_record_outputs = {"hidden_states": MixerBlock, "attentions": MultiHeadAttention}
 

@@ -86,3 +86,48 @@ def test_vit_output_attentions_from_config_and_call_receive_gradients():
 def test_fourier_families_have_no_attentions(family):
     with torch.no_grad():
         assert tiny_classifier(family)(pixels(), output_attentions=True).attentions is None
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(family):
+    """Stochastic depth and dropout on: the recomputation replays the same random masks (checkpointing restores the
+    RNG state), so loss and gradients equal those of the plain backward pass."""
+    x, labels = pixels(4), torch.tensor([0, 1, 2, 0])
+    runs = []
+    for checkpointing in (False, True):
+        model = tiny_classifier(family, drop_path_rate=0.2, hidden_dropout_prob=0.1).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(layer.gradient_checkpointing for layer in model.base_model.modules() if hasattr(layer, "token_mixer"))
+        torch.manual_seed(3)
+        loss = model(x, labels=labels).loss
+        loss.backward()
+        runs.append((loss.detach(), {name: p.grad for name, p in model.named_parameters()}))
+    (plain_loss, plain_grads), (checkpointed_loss, checkpointed_grads) = runs
+    torch.testing.assert_close(checkpointed_loss, plain_loss, rtol=0, atol=0)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def bytes_saved_for_backward(model, x: torch.Tensor) -> int:
+    """What autograd keeps alive between forward and backward, outside the checkpointed blocks (whose activations
+    checkpointing drops and recomputes)."""
+    saved = 0
+
+    def pack(tensor):
+        nonlocal saved
+        saved += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x).logits.sum().backward()
+    return saved
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_gradient_checkpointing_keeps_fewer_activations(family):
+    model = tiny_classifier(family, num_hidden_layers=4).train()
+    x = pixels(8)
+    plain = bytes_saved_for_backward(model, x)
+    model.gradient_checkpointing_enable()
+    assert bytes_saved_for_backward(model, x) < plain / 2
