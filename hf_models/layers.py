@@ -222,6 +222,32 @@ class ImageClassificationMixin:
     # loss by the gradient-accumulation steps.
     accepts_loss_kwargs = False
 
+    def forward_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """timm's ``forward_features``: the final LayerNorm's tokens ``(batch, tokens, hidden)`` before pooling (CLS
+        token first for ViT; the patch grid in row-major order for GFNet/AFNO)."""
+        return self.base_model(
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True
+        ).last_hidden_state
+
+    def reset_classifier(self, num_labels: int, id2label: dict[int, str] | None = None) -> None:
+        """timm's ``reset_classifier``: a freshly initialised head for ``num_labels`` classes (0: no head, the logits
+        are the pooled features), on the old head's device and dtype, for fine-tuning on another label set.
+        ``config.num_labels`` / ``id2label`` / ``label2id`` follow (``LABEL_i`` names unless ``id2label`` is given),
+        so a saved model reloads with the new head."""
+        if id2label is not None and len(id2label) != num_labels:
+            raise ValueError(f"id2label has {len(id2label)} entries but num_labels is {num_labels}")
+        old = next(self.classifier.parameters(), self.base_model.get_input_embeddings().projection.weight)
+        self.config.num_labels = num_labels
+        if id2label is not None:
+            self.config.id2label = dict(id2label)
+            self.config.label2id = {label: index for index, label in self.config.id2label.items()}
+        self.num_labels = num_labels
+        if num_labels > 0:
+            self.classifier = nn.Linear(self.config.hidden_size, num_labels, device=old.device, dtype=old.dtype)
+            init_patch_model_weights(self.classifier, self.config.initializer_range)
+        else:
+            self.classifier = nn.Identity()
+
     @can_return_tuple
     def forward(
         self,

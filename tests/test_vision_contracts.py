@@ -131,3 +131,41 @@ def test_gradient_checkpointing_keeps_fewer_activations(family):
     plain = bytes_saved_for_backward(model, x)
     model.gradient_checkpointing_enable()
     assert bytes_saved_for_backward(model, x) < plain / 2
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_forward_features_are_the_normed_tokens_before_pooling(family):
+    model = tiny_classifier(family)
+    x = pixels()
+    with torch.no_grad():
+        features = model.forward_features(x)
+        outputs = model.base_model(x)
+        logits = model(x).logits
+    assert features.shape == (2, 16 + (family == "vit"), 16)
+    torch.testing.assert_close(features, outputs.last_hidden_state, rtol=0, atol=0)
+    pooled = features[:, 0] if family == "vit" else features.mean(dim=1)
+    torch.testing.assert_close(model.classifier(pooled), logits, rtol=0, atol=0)
+    assert model.get_input_embeddings() is model.base_model.get_input_embeddings()
+    assert model.get_input_embeddings().projection.out_channels == 16
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_reset_classifier_replaces_the_head_and_the_labels(family, tmp_path):
+    model = tiny_classifier(family)
+    body = {name: p.clone() for name, p in model.named_parameters() if not name.startswith("classifier")}
+    model.reset_classifier(5)
+    assert model.classifier.out_features == 5 and model.num_labels == model.config.num_labels == 5
+    assert model.config.id2label == {i: f"LABEL_{i}" for i in range(5)}
+    assert all(torch.equal(p, body[name]) for name, p in model.named_parameters() if name in body)
+    with torch.no_grad():
+        assert model(pixels()).logits.shape == (2, 5)
+    model.reset_classifier(2, id2label={0: "cat", 1: "dog"})
+    assert model.config.label2id == {"cat": 0, "dog": 1}
+    model.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path)
+    assert reloaded.classifier.out_features == 2 and reloaded.config.id2label == {0: "cat", 1: "dog"}
+    model.reset_classifier(0)
+    with torch.no_grad():
+        assert model(pixels()).logits.shape == (2, 16)  # no head: the pooled features
+    with pytest.raises(ValueError, match="id2label"):
+        model.reset_classifier(3, id2label={0: "a"})
