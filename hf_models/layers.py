@@ -102,7 +102,8 @@ class MixerBlock(GradientCheckpointingLayer):
 
     ``mixer_residual=True`` (ViT, AFNO): ``x = x + DropPath(Mixer(LN(x)))`` then ``x = x + DropPath(MLP(LN(x)))``.
     ``mixer_residual=False`` (GFNet, as in its paper's code): one residual around both,
-    ``x = x + DropPath(MLP(LN(Mixer(LN(x)))))``.
+    ``x = x + DropPath(MLP(LN(Mixer(LN(x)))))``. ``mixer_drop_path=False`` (AFNO's official code) leaves the mixer
+    branch without stochastic depth.
 
     A token mixer maps normalised tokens to ``(mixed tokens, attention weights or None)`` and keeps their shape; the
     keyword arguments of the call (``output_attentions``, the Fourier mixers' ``grid_size``) go to it. The block's
@@ -110,7 +111,14 @@ class MixerBlock(GradientCheckpointingLayer):
     ``gradient_checkpointing_enable()`` recomputes in the backward pass instead of storing its activations.
     """
 
-    def __init__(self, config, token_mixer: nn.Module, drop_path: float, mixer_residual: bool = True):
+    def __init__(
+        self,
+        config,
+        token_mixer: nn.Module,
+        drop_path: float,
+        mixer_residual: bool = True,
+        mixer_drop_path: bool = True,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.token_mixer = token_mixer
@@ -118,11 +126,12 @@ class MixerBlock(GradientCheckpointingLayer):
         self.mlp = Mlp(config)
         self.drop_path = DropPath(drop_path)
         self.mixer_residual = mixer_residual
+        self.mixer_drop_path = mixer_drop_path
 
     def forward(self, hidden_states: torch.Tensor, **mixer_kwargs) -> torch.Tensor:
         mixed, _ = self.token_mixer(self.norm1(hidden_states), **mixer_kwargs)
         if self.mixer_residual:
-            hidden_states = hidden_states + self.drop_path(mixed)
+            hidden_states = hidden_states + (self.drop_path(mixed) if self.mixer_drop_path else mixed)
             return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
         return hidden_states + self.drop_path(self.mlp(self.norm2(mixed)))
 
@@ -153,14 +162,15 @@ class FourierGridEncoder(nn.Module):
     resized bicubically, and the Fourier mixers adapt to the new grid themselves.
     """
 
-    def __init__(self, config, make_mixer, mixer_residual: bool):
+    def __init__(self, config, make_mixer, mixer_residual: bool, mixer_drop_path: bool = True):
         super().__init__()
         self.config = config
         self.patch_embeddings = PatchEmbedding(config)
         self.position_embeddings = nn.Parameter(torch.zeros(config.grid_size, config.grid_size, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
-            MixerBlock(config, make_mixer(config), rate, mixer_residual) for rate in drop_path_rates(config)
+            MixerBlock(config, make_mixer(config), rate, mixer_residual, mixer_drop_path)
+            for rate in drop_path_rates(config)
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 

@@ -31,6 +31,11 @@ class AFNOSpectralMixing(nn.Module):
 
     Weights are REAL tensors with a trailing (real, imaginary) axis, viewed as complex in ``forward`` (complex
     parameters would break ``model.dtype``). The FFTs and the spectral MLP run in float32 with autocast disabled.
+
+    ``config.spectral_residual=True`` adds the input back, ``irfft2(...) + x``, as the official ``AFNO2D`` does.
+    Hard thresholding keeps the lowest ``hard_thresholding_fraction`` of the modes along BOTH axes, as the paper
+    describes; the official code keeps the first ``int((H * W // 2 + 1) * fraction)`` columns of the width axis
+    only, which for the fraction 1.0 its classifiers use keeps every mode, as here.
     """
 
     def __init__(self, config: AFNOConfig):
@@ -38,6 +43,7 @@ class AFNOSpectralMixing(nn.Module):
         self.num_blocks = config.num_blocks
         self.sparsity_threshold = config.sparsity_threshold
         self.hard_thresholding_fraction = config.hard_thresholding_fraction
+        self.spectral_residual = config.spectral_residual
         block_size = config.hidden_size // config.num_blocks
         inner_size = block_size * config.hidden_size_factor
         self.weight1 = nn.Parameter(torch.zeros(config.num_blocks, block_size, inner_size, 2))
@@ -90,7 +96,8 @@ class AFNOSpectralMixing(nn.Module):
                 truncated[modes] = self.spectral_mlp(spectrum[modes])
                 spectrum = truncated
             mixed = torch.fft.irfft2(spectrum, s=(height, width), dim=(1, 2), norm="ortho")
-        return mixed.flatten(1, 2).to(dtype), None
+        mixed = mixed.flatten(1, 2).to(dtype)
+        return (mixed + hidden_states if self.spectral_residual else mixed), None
 
 
 class AFNOPreTrainedModel(PreTrainedModel):
@@ -114,12 +121,15 @@ class AFNOPreTrainedModel(PreTrainedModel):
 
 
 class AFNOModel(FourierGridModelMixin, AFNOPreTrainedModel):
-    """Patch embedding + positions -> AFNO blocks (pre-LN, residuals around the spectral mixing and the MLP) ->
-    LayerNorm; ``pooler_output`` is the mean token. ``last_hidden_state`` is ``(batch, patches, hidden)``."""
+    """Patch embedding + positions -> AFNO blocks (pre-LN, residuals around the spectral mixing and the MLP; see
+    ``AFNOConfig.spectral_residual`` for the official code's block) -> LayerNorm; ``pooler_output`` is the mean
+    token. ``last_hidden_state`` is ``(batch, patches, hidden)``."""
 
     def __init__(self, config: AFNOConfig):
         super().__init__(config)
-        self.encoder = FourierGridEncoder(config, AFNOSpectralMixing, mixer_residual=True)
+        self.encoder = FourierGridEncoder(
+            config, AFNOSpectralMixing, mixer_residual=True, mixer_drop_path=not config.spectral_residual
+        )
         self.post_init()
 
 

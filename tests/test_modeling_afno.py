@@ -1,12 +1,22 @@
-"""AFNO: with identity weights and thresholds disabled the spectral mixing is the identity on the token grid; the
-soft- and hard-thresholding do what the paper says; the model saves/loads, interpolates, keeps a real dtype."""
+"""AFNO: the filter and the block equal the official AFNO code (re-implemented here, same weights); with identity
+weights and thresholds disabled the spectral mixing is the identity on the token grid; the soft- and hard-thresholding
+do what the paper says; configs saved before ``spectral_residual`` load with the old block; the model saves/loads,
+interpolates, keeps a real dtype."""
+
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForImageClassification
 from vision_testing import assert_save_load_identical, tiny_classifier
 
 from hf_models import AFNOConfig
+from hf_models.layers import MixerBlock
 from hf_models.modeling_afno import AFNOSpectralMixing
+
+LEGACY = Path(__file__).parent / "legacy_checkpoints" / "afno"
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -19,9 +29,11 @@ def mix_grid(mixing: AFNOSpectralMixing, x: torch.Tensor) -> torch.Tensor:
 
 
 def identity_mixing(hidden_size: int, num_blocks: int, **thresholds) -> AFNOSpectralMixing:
-    """W2 ReLU(W1 z) = z for every complex z when W1 = [I, -I] and W2 = [I; -I] (ReLU acts on real and imaginary
+    """The filter alone (no spectral residual). W2 ReLU(W1 z) = z for every complex z when W1 = [I, -I] and W2 = [I; -I] (ReLU acts on real and imaginary
     parts separately, and relu(a) - relu(-a) = a); all biases and imaginary weights zero."""
-    config = AFNOConfig(hidden_size=hidden_size, num_blocks=num_blocks, hidden_size_factor=2, **thresholds)
+    config = AFNOConfig(
+        hidden_size=hidden_size, num_blocks=num_blocks, hidden_size_factor=2, spectral_residual=False, **thresholds
+    )
     mixing = AFNOSpectralMixing(config)
     block = hidden_size // num_blocks
     eye = torch.eye(block)
@@ -97,3 +109,87 @@ def test_save_load_gives_identical_logits(tmp_path):
 def test_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         AFNOConfig(**kwargs)
+
+
+def official_afno2d(x, w1, b1, w2, b2, num_blocks, sparsity_threshold, spatial_size):
+    """``AFNO2D.forward`` of NVlabs/AFNO-transformer (afno/afno2d.py) in closed form, hard_thresholding_fraction=1:
+    weights laid out as there, ``(2, blocks, in, out)`` with real and imaginary parts first."""
+    batch, tokens, channels = x.shape
+    height, width = spatial_size
+    z = torch.fft.rfft2(x.reshape(batch, height, width, channels), dim=(1, 2), norm="ortho")
+    z = z.reshape(batch, height, width // 2 + 1, num_blocks, channels // num_blocks)
+
+    def mul(real, imag, weight):
+        return (torch.einsum("...bi,bio->...bo", real, weight[0]) - torch.einsum("...bi,bio->...bo", imag, weight[1]),
+                torch.einsum("...bi,bio->...bo", imag, weight[0]) + torch.einsum("...bi,bio->...bo", real, weight[1]))
+
+    real, imag = mul(z.real, z.imag, w1)
+    real, imag = F.relu(real + b1[0]), F.relu(imag + b1[1])
+    real, imag = mul(real, imag, w2)
+    out = F.softshrink(torch.stack([real + b2[0], imag + b2[1]], dim=-1), lambd=sparsity_threshold)
+    out = torch.view_as_complex(out).reshape(batch, height, width // 2 + 1, channels)
+    return torch.fft.irfft2(out, s=(height, width), dim=(1, 2), norm="ortho").reshape(batch, tokens, channels) + x
+
+
+def official_weights(mixing: AFNOSpectralMixing) -> list[torch.Tensor]:
+    """Our ``(..., 2)`` parameters in the official ``(2, ...)`` layout."""
+    return [p.movedim(-1, 0) for p in (mixing.weight1, mixing.bias1, mixing.weight2, mixing.bias2)]
+
+
+@pytest.mark.parametrize("hidden_size_factor", [1, 2])
+def test_filter_equals_the_official_afno2d(hidden_size_factor):
+    config = AFNOConfig(hidden_size=16, num_blocks=4, hidden_size_factor=hidden_size_factor, sparsity_threshold=0.01)
+    assert config.spectral_residual
+    torch.manual_seed(0)
+    mixing = AFNOSpectralMixing(config)
+    with torch.no_grad():
+        for parameter in mixing.parameters():
+            parameter.normal_(std=0.5)  # large enough that ReLU and the soft-shrink both bite
+        x = torch.randn(3, 4 * 6, 16)
+        expected = official_afno2d(x, *official_weights(mixing), 4, 0.01, (4, 6))
+        actual, _ = mixing(x, grid_size=(4, 6))
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
+def test_block_equals_the_official_double_skip_block():
+    """afnonet.py ``Block.forward`` with double_skip: ``x = filter(norm1(x)) + x; x = x + drop_path(mlp(norm2(x)))``,
+    the filter returning ``irfft2(...) + norm1(x)``. In training, stochastic depth drops the MLP branch only."""
+    model = tiny_classifier("afno", drop_path_rate=0.5)
+    block = model.afno.encoder.layers[1]
+    assert isinstance(block, MixerBlock) and block.drop_path.drop_prob == 0.5
+    with torch.no_grad():
+        for parameter in block.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+        x = torch.randn(8, 16, 16)
+        skipped = official_afno2d(block.norm1(x), *official_weights(block.token_mixer), 4, 0.01, (4, 4)) + x
+        mlp_branch = block.mlp(block.norm2(skipped))
+        torch.testing.assert_close(block(x, grid_size=(4, 4)), skipped + mlp_branch, rtol=0, atol=1e-5)
+        block.train()
+        torch.manual_seed(5)
+        trained = block(x, grid_size=(4, 4))
+    # each sample: dropped keeps the filter branch; kept has the MLP branch scaled by 1 / (1 - 0.5)
+    dropped = [torch.allclose(trained[i], skipped[i], atol=1e-5) for i in range(8)]
+    kept = [torch.allclose(trained[i], skipped[i] + 2 * mlp_branch[i], atol=1e-5) for i in range(8)]
+    assert all(d != k for d, k in zip(dropped, kept)) and any(dropped) and any(kept)
+
+
+def test_config_saved_before_spectral_residual_loads_the_old_block_with_identical_outputs():
+    assert "spectral_residual" not in (LEGACY / "config.json").read_text()
+    config = AutoConfig.from_pretrained(LEGACY)
+    assert config.spectral_residual is False
+    assert AutoConfig.from_pretrained(LEGACY, spectral_residual=True).spectral_residual is True
+    model = AutoModelForImageClassification.from_pretrained(LEGACY).eval()
+    assert model.afno.encoder.layers[0].mixer_drop_path
+    expected = load_file(LEGACY / "expected_outputs.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(model(expected["pixel_values"]).logits, expected["logits"], rtol=0, atol=0)
+
+
+def test_new_configs_have_the_spectral_residual_and_keep_it_through_save_and_load(tmp_path):
+    model = tiny_classifier("afno")
+    assert model.config.spectral_residual is True and not model.afno.encoder.layers[0].mixer_drop_path
+    model.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).spectral_residual is True
+    assert AFNOConfig.from_dict(AFNOConfig(spectral_residual=False).to_dict()).spectral_residual is False
+    with pytest.raises(ValueError, match="spectral_residual"):
+        AFNOConfig(spectral_residual="yes")
