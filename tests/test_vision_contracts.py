@@ -169,3 +169,30 @@ def test_reset_classifier_replaces_the_head_and_the_labels(family, tmp_path):
         assert model(pixels()).logits.shape == (2, 16)  # no head: the pooled features
     with pytest.raises(ValueError, match="id2label"):
         model.reset_classifier(3, id2label={0: "a"})
+
+
+@pytest.mark.slow  # the dynamo exporter takes 10-50 s per model on this machine
+@pytest.mark.parametrize("family, overrides", [("vit", {}), ("gfnet", {}), ("afno", {"hard_thresholding_fraction": 0.75})])
+def test_onnx_export_with_a_dynamic_batch_matches_pytorch(family, overrides, tmp_path):
+    """``torch.onnx.export(dynamo=True)``: no data-dependent Python in forward, FFTs the exporter supports, AFNO's
+    spectral MLP in real arithmetic (the exporter has no complex einsum); truncated modes are exported too."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = tiny_classifier(family, **overrides)
+    program = torch.onnx.export(
+        model,
+        (pixels(2),),
+        dynamo=True,
+        input_names=["pixel_values"],
+        output_names=["logits"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
+    )
+    program.save(tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(tmp_path / "model.onnx")
+    for batch in (1, 5):
+        x = pixels(batch)
+        (logits,) = session.run(None, {"pixel_values": x.numpy()})
+        with torch.no_grad():
+            expected = model(x).logits
+        assert logits.shape == (batch, 3)
+        torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
