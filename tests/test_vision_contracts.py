@@ -3,6 +3,7 @@ from config and per call, hidden states that are part of the graph."""
 
 import pytest
 import torch
+from transformers import AutoModelForImageClassification
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from vision_testing import FAMILIES, tiny_classifier
 
@@ -196,3 +197,30 @@ def test_onnx_export_with_a_dynamic_batch_matches_pytorch(family, overrides, tmp
             expected = model(x).logits
         assert logits.shape == (batch, 3)
         torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_bfloat16_from_pretrained_and_from_config_run_close_to_float32(family, tmp_path):
+    """Weights in bf16, FFTs and AFNO's spectral MLP in float32 inside (cast back), logits finite and near fp32's;
+    another image size and a training step work in bf16 too."""
+    model = tiny_classifier(family)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)  # logits of order 1, not of the 0.02 init
+    model.save_pretrained(tmp_path)
+    x = pixels()
+    with torch.no_grad():
+        reference = model(x).logits
+    from_config = AutoModelForImageClassification.from_config(model.config, dtype=torch.bfloat16)
+    from_config.load_state_dict(model.state_dict())
+    for loaded in (AutoModelForImageClassification.from_pretrained(tmp_path, dtype=torch.bfloat16), from_config):
+        loaded.eval()
+        assert loaded.dtype == torch.bfloat16 and all(p.dtype == torch.bfloat16 for p in loaded.parameters())
+        with torch.no_grad():
+            logits = loaded(x).logits
+            resized = loaded(torch.randn(2, 1, 24, 20), interpolate_pos_encoding=True).logits
+        assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all() and torch.isfinite(resized).all()
+        torch.testing.assert_close(logits.float(), reference, rtol=0.02, atol=0.02 * reference.abs().max().item())
+    from_config.train()
+    from_config(x, labels=torch.tensor([0, 2])).loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in from_config.parameters())
