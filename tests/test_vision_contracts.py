@@ -1,15 +1,23 @@
 """The transformers contracts every image family (ViT, GFNet, AFNO) honours as transformers' own ViT does: outputs
-from config and per call, hidden states that are part of the graph."""
+from config and per call, hidden states that are part of the graph, gradient checkpointing, timm-style helpers,
+ONNX export, bf16 loading, a saved intermediate_size, and checkpoints of the older code loading unchanged."""
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from vision_testing import FAMILIES, tiny_classifier
 
+from hf_models.layers import Mlp
+
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
 FAMILY_NAMES = list(FAMILIES)
+LEGACY = Path(__file__).parent / "legacy_checkpoints"  # saved by the code before these contracts (see its README)
 
 
 def pixels(batch: int = 2) -> torch.Tensor:
@@ -224,3 +232,37 @@ def test_bfloat16_from_pretrained_and_from_config_run_close_to_float32(family, t
     from_config.train()
     from_config(x, labels=torch.tensor([0, 2])).loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in from_config.parameters())
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_checkpoint_saved_by_the_old_code_loads_with_the_same_outputs(family):
+    folder = LEGACY / family
+    assert "intermediate_size" not in json.loads((folder / "config.json").read_text())
+    model = AutoModelForImageClassification.from_pretrained(folder).eval()
+    assert model.config.intermediate_size == 32 and model.config.mlp_ratio == 2.0  # hidden 16, ratio 2
+    expected = load_file(folder / "expected_outputs.safetensors")
+    with torch.no_grad():
+        logits = model(expected["pixel_values"]).logits
+    # the same function: AFNO's spectral MLP, now in real arithmetic, differs only by float32 rounding
+    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=0 if family != "afno" else 1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_intermediate_size_is_a_saved_field(family, tmp_path):
+    config_class, model_class, extra = FAMILIES[family]
+    derived = config_class(hidden_size=32, mlp_ratio=2.5, **extra)
+    assert derived.intermediate_size == 80
+    given = config_class(hidden_size=32, intermediate_size=48, **extra)
+    assert given.mlp_ratio == 1.5 and given.intermediate_size == 48
+    given.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["intermediate_size"] == 48 and saved["mlp_ratio"] == 1.5
+    assert config_class.from_pretrained(tmp_path).intermediate_size == 48
+    assert config_class.from_pretrained(tmp_path, mlp_ratio=3.0).intermediate_size == 96  # re-derived, not stale
+    assert config_class.from_pretrained(tmp_path, intermediate_size=40).mlp_ratio == 1.25
+    model = tiny_classifier(family, intermediate_size=24, mlp_ratio=None)
+    assert all(mlp.fc1.out_features == 24 for mlp in model.modules() if isinstance(mlp, Mlp))
+    with pytest.raises(ValueError, match="intermediate_size"):
+        config_class(hidden_size=32, intermediate_size=48, mlp_ratio=4.0, **extra)
+    with pytest.raises(ValueError, match="intermediate_size"):
+        config_class(hidden_size=32, intermediate_size=0, **extra)
