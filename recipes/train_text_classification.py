@@ -300,13 +300,18 @@ def main(argv: list[str] | None = None) -> dict:
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id, argv)
+        write_card(
+            training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews,
+            next(iter(splits.values())).info.description, hub_model_id, argv,
+        )
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None, argv=None):
+def write_card(
+    training_args, model_args, data_args, model, results, training_seconds, is_thucnews, label_description, hub_model_id=None, argv=None
+):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
         name=f"user corpus ({data_args.train_file})",
         id="custom",
@@ -351,7 +356,10 @@ def write_card(training_args, model_args, data_args, model, results, training_se
 classifier = pipeline("text-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
-    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    extra = {
+        "Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```",
+        "Labels": label_description,  # how the files' labels became class ids
+    }
     if validation:
         extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
     if "test_confusion_matrix" in results:

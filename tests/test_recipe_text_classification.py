@@ -78,6 +78,7 @@ def test_recipe_on_user_files_trains_its_own_tokenizer(tmp_path):
     run_recipe("--train_file", str(train), "--validation_file", str(test), "--test_file", str(test),
                "--class_names", "finance,sports", "--vocab_size", "60", "--output_dir", str(output_dir), *QUICK)
     check_output_folder(output_dir, ["finance", "sports"])
+    assert "0 = 'finance', 1 = 'sports'; a label is the class name, or the class id" in (output_dir / "README.md").read_text()
     tokenizer = json.loads((output_dir / "tokenizer.json").read_text(encoding="utf-8"))
     assert json.loads((output_dir / "config.json").read_text())["vocab_size"] == len(tokenizer["model"]["vocab"]) <= 60
     assert "今" in tokenizer["model"]["vocab"]  # trained on the user's texts, not the THUCNews tokenizer
