@@ -163,7 +163,7 @@ def prepare_training(training_args) -> None:
         )
     training_args.logging_nan_inf_filter = False
     if training_args.resume_from_checkpoint:
-        verify_checkpoint(training_args.resume_from_checkpoint)
+        verify_checkpoint(training_args.resume_from_checkpoint, training_args.world_size, training_args.process_index)
     total_batch = (
         training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
     )
@@ -176,9 +176,15 @@ def prepare_training(training_args) -> None:
     )
 
 
-def verify_checkpoint(folder) -> None:
+def verify_checkpoint(folder, world_size: int = 1, process_index: int = 0) -> None:
     """Raises ``ValueError`` naming the file when a checkpoint folder's weights or training state are missing,
     truncated or corrupt, instead of a decoder error deep inside a resumed run.
+
+    A resume needs the whole training state: without ``optimizer.pt`` or ``scheduler.pt`` Trainer would go on with
+    a fresh AdamW and a restarted schedule, and without this process's RNG state (``rng_state.pth``, or
+    ``rng_state_<rank>.pth`` under ``world_size`` > 1) with other dropout masks, all without an error. Such a
+    folder (e.g. one saved with ``--save_only_model``) is refused; to start from its weights alone, load them as
+    a model (``--model_name_or_path`` in the image recipe) instead of resuming.
 
     Weights are safetensors (Trainer writes no pickled weights): each header is parsed and must describe exactly
     the bytes of its file, which catches truncation and damaged headers (a flipped bit inside the tensor data
@@ -196,6 +202,15 @@ def verify_checkpoint(folder) -> None:
             f"checkpoint folder {folder} is incomplete: {folder / 'trainer_state.json'} is missing (Trainer writes it "
             "last; the run probably stopped while saving). Resume from an earlier checkpoint"
         )
+    rng_state = "rng_state.pth" if world_size <= 1 else f"rng_state_{process_index}.pth"
+    for name in ("optimizer.pt", "scheduler.pt", rng_state):
+        if not (folder / name).is_file():
+            raise ValueError(
+                f"checkpoint file {folder / name} is missing: resuming without it would silently restart the "
+                f"{'optimizer' if name == 'optimizer.pt' else 'learning-rate schedule' if name == 'scheduler.pt' else 'random number generators'}"
+                " instead of continuing the run. Resume from a complete checkpoint (a --save_only_model folder holds "
+                "only the weights)"
+            )
     index_file = folder / "model.safetensors.index.json"
     if index_file.exists():
         shards = set(json.loads(index_file.read_text())["weight_map"].values())
