@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
@@ -279,6 +280,61 @@ class NonFiniteLossCallback(TrainerCallback):
                 "Stopped before saving a checkpoint; resume from the last one with a lower --learning_rate, more "
                 "--warmup_steps or --max_grad_norm"
             )
+
+
+class PerformerRedrawCallback(TrainerCallback):
+    """Makes performer attention redraw its random features at the same steps in a resumed run as in an
+    uninterrupted one.
+
+    Each performer layer with ``performer_redraw_interval = N`` counts its training forward calls in a plain
+    attribute (``_training_calls_since_redraw``) and redraws before every N-th; a checkpoint holds the features
+    (a persistent buffer) but not the count, so a resumed run started counting from 0. At the start of training
+    the count is set from the global step instead: Trainer runs one forward per micro-batch, every optimizer step
+    but an epoch's last has ``gradient_accumulation_steps`` of them, and a checkpoint lies between steps.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        batches = len(train_dataloader)
+        steps_per_epoch = math.ceil(batches / args.gradient_accumulation_steps)
+        epochs, steps = divmod(state.global_step, steps_per_epoch)
+        calls = epochs * batches + steps * args.gradient_accumulation_steps
+        for module in model.modules():
+            interval = getattr(module, "redraw_interval", 0)
+            if interval and hasattr(module, "_training_calls_since_redraw"):
+                module._training_calls_since_redraw = (calls - 1) % interval + 1 if calls else 0
+
+
+class ExampleRandomness(TrainerCallback):
+    """Random numbers for on-the-fly training transforms (augmentation, re-segmentation) that a resumed run draws
+    exactly like an uninterrupted one.
+
+    A generator owned by a transform is not in the checkpoint, and Trainer restores the global generators only
+    after prefetching the first batches of the resumed step. So every example gets its own generator instead,
+    seeded by (seed, epoch, example index): all three are known again after a resume. The transform reads the
+    index from the :data:`EXAMPLE_INDEX` column (:func:`with_example_index`); this callback tracks the epoch.
+    """
+
+    def __init__(self, seed: int):
+        self.seed, self.epoch = seed, 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch = math.floor(state.epoch + 1e-6)  # a resumed state.epoch is fractional: 20 of 30 steps = 0.667
+
+    def generator(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+
+EXAMPLE_INDEX = "example_index"
+
+
+def with_example_index(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` with an :data:`EXAMPLE_INDEX` column (0, 1, ...) for :class:`ExampleRandomness`."""
+    return dataset.add_column(EXAMPLE_INDEX, list(range(len(dataset))))
+
+
+def training_callbacks(*extra: TrainerCallback) -> list[TrainerCallback]:
+    """The callbacks every recipe's Trainer gets: the non-finite loss stop and resumable performer redraws."""
+    return [NonFiniteLossCallback(), PerformerRedrawCallback(), *extra]
 
 
 class RDropTrainer(Trainer):

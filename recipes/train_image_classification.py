@@ -23,7 +23,6 @@ The output folder holds the model and its code, the image processor, a model car
 import json
 import logging
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,7 +40,8 @@ from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
 from recipe_utils import (
-    NonFiniteLossCallback,
+    EXAMPLE_INDEX,
+    ExampleRandomness,
     RDropTrainer,
     limit,
     parse_config_overrides,
@@ -49,6 +49,8 @@ from recipe_utils import (
     prepare_training,
     publish_output_folder,
     take_push_to_hub,
+    training_callbacks,
+    with_example_index,
 )
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
@@ -124,7 +126,7 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
     return split_mnist(load_mnist(data_args.data_dir)), True
 
 
-def random_affine(image: PIL.Image.Image, rng: random.Random, data_args: DataArguments) -> PIL.Image.Image:
+def random_affine(image: PIL.Image.Image, rng: np.random.Generator, data_args: DataArguments) -> PIL.Image.Image:
     """Rotates by up to ``max_rotation`` degrees, scales by ``1 +- max_scale_change`` and shifts by up to
     ``max_shift`` of the side, about the image centre; uncovered pixels take the colour of the top-left pixel
     (the background, for digits and most scans)."""
@@ -189,16 +191,18 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     return model, processor
 
 
-def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, seed: int) -> datasets.DatasetDict:
-    """Images -> ``pixel_values`` on the fly (augmented for training), labels -> ``labels``."""
-    rng = random.Random(seed)
+def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness) -> datasets.DatasetDict:
+    """Images -> ``pixel_values`` on the fly (training images augmented with draws from ``randomness``: seed, epoch
+    and example index, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
 
     def transform(batch, augment: bool):
         images = batch["image"]
         if augment:
-            images = [random_affine(image, rng, data_args) for image in images]
+            images = [random_affine(image, randomness.generator(index), data_args) for image, index in zip(images, batch[EXAMPLE_INDEX])]
         return {"pixel_values": list(processor(images, return_tensors="pt").pixel_values), "labels": batch["label"]}
 
+    augmented = data_args.augment and "train" in splits
+    splits = datasets.DatasetDict({**splits, "train": with_example_index(splits["train"])}) if augmented else splits
     return datasets.DatasetDict(
         {
             name: split.with_transform(lambda batch, train=name == "train": transform(batch, train and data_args.augment))
@@ -265,7 +269,8 @@ def main(argv: list[str] | None = None) -> dict:
     splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
     model, processor = build_model_and_processor(model_args, data_args, splits, is_mnist)
     logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
-    transformed = with_transforms(splits, processor, data_args, training_args.seed)
+    randomness = ExampleRandomness(training_args.seed)
+    transformed = with_transforms(splits, processor, data_args, randomness)
 
     trainer = RDropTrainer(
         rdrop_alpha=model_args.rdrop_alpha,
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collate,
         processing_class=processor,
         compute_metrics=compute_metrics_fn(),
-        callbacks=[NonFiniteLossCallback()],
+        callbacks=training_callbacks(randomness),
     )
     results: dict = {}
     training_seconds = 0.0

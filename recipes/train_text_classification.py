@@ -46,7 +46,8 @@ import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, recipe_command, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
-    NonFiniteLossCallback,
+    EXAMPLE_INDEX,
+    ExampleRandomness,
     RDropTrainer,
     limit,
     parse_config_overrides,
@@ -54,6 +55,8 @@ from recipe_utils import (  # noqa: E402
     prepare_training,
     publish_output_folder,
     take_push_to_hub,
+    training_callbacks,
+    with_example_index,
 )
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
 from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS  # noqa: E402
@@ -159,22 +162,24 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, max_seq_length: int
     return tokenized.remove_columns("truncated").rename_column("label", "labels")
 
 
-def piece_splitting(tokenizer, probability: float, max_seq_length: int, seed: int):
+def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomness: ExampleRandomness):
     """A ``datasets`` transform that re-segments training texts at random: every multi-character token (``学院``) is
-    replaced by its characters (``学 院``) with ``probability``, anew each time a text is read, so the model also
-    learns from the characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020;
-    seeded, so a run is reproducible). Evaluation and the pipeline keep the tokenizer's own segmentation."""
+    replaced by its characters (``学 院``) with ``probability``, anew each epoch, so the model also learns from the
+    characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020). The draws of
+    an example come from ``randomness`` (seed, epoch, example index: the ``example_index`` column), so a run is
+    reproducible and a resumed run re-segments like an uninterrupted one. Evaluation and the pipeline keep the
+    tokenizer's own segmentation."""
     vocab = tokenizer.get_vocab()
     characters = {
         index: [vocab[character] for character in token]
         for token, index in vocab.items()
         if len(token) > 1 and token not in tokenizer.all_special_tokens and all(character in vocab for character in token)
     }
-    rng = np.random.default_rng(seed)
 
     def transform(batch):
         input_ids = []
-        for ids in batch["input_ids"]:
+        for ids, example in zip(batch["input_ids"], batch[EXAMPLE_INDEX]):
+            rng = randomness.generator(example)
             split = [part for index in ids for part in (characters[index] if index in characters and rng.random() < probability else [index])]
             input_ids.append(split if len(split) <= max_seq_length else ids)
         return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids], "labels": batch["labels"]}
@@ -259,10 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
     label_names = next(iter(splits.values())).features["label"].names
     tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_thucnews)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
+    randomness = ExampleRandomness(training_args.seed)
     if data_args.piece_split_probability and "train" in tokenized:
-        tokenized["train"] = tokenized["train"].with_transform(
-            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, training_args.seed)
+        tokenized["train"] = with_example_index(tokenized["train"]).with_transform(
+            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, randomness)
         )
+        training_args.remove_unused_columns = False  # the transform reads example_index and returns the model's inputs
     model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
     logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
 
@@ -275,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(),
-        callbacks=[NonFiniteLossCallback()],
+        callbacks=training_callbacks(randomness),
     )
     results: dict = {}
     training_seconds = 0.0

@@ -36,13 +36,13 @@ import hf_models
 from hf_models.metrics import load_metric
 from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
 from recipe_utils import (
-    NonFiniteLossCallback,
     limit,
     parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
     take_push_to_hub,
+    training_callbacks,
 )
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         processing_class=tokenizer,
         compute_metrics=metrics_for(references("validation"), tokenizer, data_args.target_lang) if "validation" in splits else None,
-        callbacks=[NonFiniteLossCallback()],
+        callbacks=training_callbacks(),
     )
     results: dict = {}
     training_seconds = 0.0
