@@ -1,6 +1,8 @@
 """Bad-input campaign, image kind: pixels the image path must read right or refuse (issue 16, items 5, 6, 8)."""
 
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -9,6 +11,9 @@ import torch
 
 from hf_models import ClassificationImageProcessor
 from hf_models import image_processing_classification
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))  # recipes/ is a script folder, not a package
+from mnist_data import load_image_folders  # noqa: E402
 
 
 @pytest.fixture
@@ -40,3 +45,35 @@ def test_floats_in_0_255_are_rescaled_without_a_warning(processor, caplog):
 def test_an_image_without_pixels_is_refused(processor, image):
     with pytest.raises(ValueError, match="an image must have pixels"):
         processor(image)
+
+
+# ---- image folders (issue 16, items 6 and 8) ----
+
+
+def image_folder(root: Path, per_class: int = 3) -> Path:
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for index in range(per_class):
+            PIL.Image.fromarray(np.full((6, 6, 3), 40 * index, np.uint8)).save(root / label / f"{index}.png")
+    return root
+
+
+def test_truncated_images_are_named_before_training(tmp_path):
+    root = image_folder(tmp_path / "train")
+    for broken in (root / "dog" / "1.png", root / "cat" / "2.png"):
+        data = broken.read_bytes()
+        broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"--train_dir .*: 2 of 6 images cannot be decoded.*cat/2\.png.*dog/1\.png"):
+        load_image_folders(str(root), None)
+
+
+def test_a_stray_image_at_the_root_is_named(tmp_path):
+    root = image_folder(tmp_path / "train")
+    PIL.Image.new("RGB", (4, 4)).save(root / "stray.jpg")
+    with pytest.raises(ValueError, match=r"1 image\(s\) lie directly in the folder \(stray\.jpg\), outside the class sub-folders"):
+        load_image_folders(str(root), None)
+
+
+def test_a_clean_folder_loads(tmp_path):
+    split = load_image_folders(str(image_folder(tmp_path / "train")), None)["train"]
+    assert len(split) == 6 and split.features["label"].names == ["cat", "dog"]
