@@ -146,7 +146,8 @@ def prepare_training(training_args) -> None:
       would silently train its own model on all the data).
     * fp16 on CPU stops with an error: Accelerate would train in fp32 without a word. bf16 works on CPU.
     * Trainer's ``logging_nan_inf_filter`` is turned off, so a NaN or infinite loss shows in the logs instead of
-      being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it.
+      being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it. The first step's loss
+      is logged: :class:`DivergenceCallback` measures against it.
     * The checkpoint given to ``--resume_from_checkpoint`` is verified (:func:`verify_checkpoint`).
     * The world size, this process's rank and device, and the batch arithmetic are logged.
     """
@@ -163,6 +164,7 @@ def prepare_training(training_args) -> None:
             "use --bf16 instead, or remove --fp16 / `mixed_precision: fp16` from the accelerate config"
         )
     training_args.logging_nan_inf_filter = False
+    training_args.logging_first_step = True  # DivergenceCallback's reference loss
     if training_args.resume_from_checkpoint:
         verify_checkpoint(training_args.resume_from_checkpoint, training_args.world_size, training_args.process_index)
     total_batch = (
@@ -282,6 +284,44 @@ class NonFiniteLossCallback(TrainerCallback):
             )
 
 
+class DivergedError(RuntimeError):
+    """Training stopped because the loss, although finite, rose far above where it started."""
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stops a run whose loss diverged without becoming NaN/inf (e.g. far too high a learning rate: the loss climbs
+    to 1e7 while every number stays finite), so that it is not saved as the final model with a card.
+
+    The reference is the first logged loss of the run (:func:`prepare_training` turns on ``logging_first_step``;
+    a resumed run finds it in the restored log history). Diverged means a logged loss above ``factor`` times the
+    reference at ``patience`` logs in a row, or at the last log when training ends; the error names the step.
+    """
+
+    def __init__(self, factor: float = 10.0, patience: int = 3):
+        self.factor, self.patience = factor, patience
+
+    def check(self, state, at_end: bool) -> None:
+        losses = [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry]
+        if len(losses) < 2:
+            return
+        reference = losses[0][1]
+        recent = losses[-(1 if at_end else self.patience):]
+        if len(recent) == (1 if at_end else self.patience) and all(loss > self.factor * reference for _, loss in recent):
+            step, loss = recent[0]
+            raise DivergedError(
+                f"training diverged: the loss was {loss:.4g} at step {step}, more than {self.factor:g} times its first "
+                f"logged value {reference:.4g} (step {losses[0][0]}){'' if at_end else f', for {self.patience} logs in a row'}. "
+                "Stopped before saving the model; lower --learning_rate, add --warmup_steps or --max_grad_norm"
+            )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.check(state, at_end=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.check(state, at_end=True)
+
+
 class PerformerRedrawCallback(TrainerCallback):
     """Makes performer attention redraw its random features at the same steps in a resumed run as in an
     uninterrupted one.
@@ -333,8 +373,9 @@ def with_example_index(dataset: datasets.Dataset) -> datasets.Dataset:
 
 
 def training_callbacks(*extra: TrainerCallback) -> list[TrainerCallback]:
-    """The callbacks every recipe's Trainer gets: the non-finite loss stop and resumable performer redraws."""
-    return [NonFiniteLossCallback(), PerformerRedrawCallback(), *extra]
+    """The callbacks every recipe's Trainer gets: the non-finite loss and divergence stops, resumable performer
+    redraws."""
+    return [NonFiniteLossCallback(), DivergenceCallback(), PerformerRedrawCallback(), *extra]
 
 
 class RDropTrainer(Trainer):
