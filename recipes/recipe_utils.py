@@ -26,6 +26,30 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     return dataset.select(range(min(count, len(dataset)))) if dataset is not None and count else dataset
 
 
+def is_blank(text: str) -> bool:
+    """An empty text, or one of only whitespace and NUL characters (what a zero-filled line decodes to): not an
+    example, for the corpus readers."""
+    return not text.replace("\x00", "").strip()
+
+
+def load_table(path: Path, builder: str, **options) -> datasets.Dataset:
+    """A CSV/JSON file as a dataset through ``datasets.load_dataset(builder)``, with errors that name the file:
+    an empty file, or a CSV with a header and no rows, would otherwise end in ``StopIteration``, a bare
+    ``DatasetGenerationError`` or ``Instruction "train" corresponds to no data!``."""
+    if not path.read_bytes().strip():
+        raise ValueError(f"{path} is empty")
+    try:
+        table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except Exception as error:  # datasets wraps the parser's errors in its own types
+        cause = error.__cause__ or error
+        if "corresponds to no data" in str(cause):  # the split came out empty: a CSV header without rows
+            raise ValueError(f"{path} holds no records (only a header?)") from error
+        raise ValueError(f"{path}: cannot be read as {builder.upper()}: {type(cause).__name__}: {cause}") from error
+    if len(table) == 0:
+        raise ValueError(f"{path} holds no records (only a header?)")
+    return table
+
+
 # What a recipe's output folder holds besides the published model: Trainer's checkpoints, TensorBoard runs and
 # private files (Trainer.push_to_hub leaves out the same), and the pickled TrainingArguments that
 # Trainer.save_model writes (a pickle is nothing to hand out, and nobody needs it to use the model).

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
+from recipe_utils import is_blank, load_table
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +120,6 @@ def describe_labels(label_names: Sequence[str], origin: str) -> str:
     return f"classes from {origin}: {classes}; {how}"
 
 
-def is_blank(text: str) -> bool:
-    """An empty text, or one of only whitespace and NUL characters (what a binary or zero-filled line decodes to)."""
-    return not text.replace("\x00", "").strip()
-
-
 def build_dataset(rows: Iterable[Row], label_names: Sequence[str], *, name: str, unit: str, description: str = "") -> datasets.Dataset:
     """Turn parsed rows into a ``text``/``label`` dataset; malformed rows are skipped and reported in one warning."""
     texts, labels, malformed = [], [], []
@@ -190,7 +186,11 @@ def text_label_rows(path: Path) -> Iterator[Row]:
 
 def table_rows(path: Path) -> Iterator[Row]:
     """Records of a CSV/JSON file, read with ``datasets``; it must have ``text`` and ``label`` columns."""
-    table = datasets.load_dataset(TABLE_SUFFIXES[path.suffix.lower()], data_files=str(path), split="train")
+    builder = TABLE_SUFFIXES[path.suffix.lower()]
+    # CSV cells are read as written: by default pandas reads an empty cell as NaN and turns the whole label column
+    # into floats ("1" -> 1.0), so that every label would look malformed
+    options = {"converters": {"text": str, "label": str}, "keep_default_na": False} if builder == "csv" else {}
+    table = load_table(path, builder, **options)
     missing = {"text", "label"} - set(table.column_names)
     if missing:
         raise ValueError(f"{path}: needs the columns 'text' and 'label'; missing {sorted(missing)}, found {table.column_names}")

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))  # recipes/ is a script folder, not a package
 
 from thucnews_data import load_classification_files  # noqa: E402
+from translation_data import load_parallel_files  # noqa: E402
 
 
 def write(path: Path, text: str) -> Path:
@@ -102,3 +103,55 @@ def test_a_class_missing_from_training_is_reported(tmp_path, caplog):
         load_classification_files(train, label_names="neg,pos,neutral")
     [message] = warnings_of(caplog)
     assert "{'neutral': 0}" in message
+
+
+# ---- files whose errors used to mislead (issue 16, item 8) and NUL rows (item 9) ----
+
+
+def test_one_empty_label_cell_skips_one_record(tmp_path, caplog):
+    rows = "".join(f"text {index},{index % 2}\n" for index in range(100))
+    train = write(tmp_path / "train.csv", "text,label\n" + rows.replace("text 7,1\n", "text 7,\n"))
+    with caplog.at_level(logging.WARNING):
+        split = load_classification_files(train)["train"]
+    assert len(split) == 99 and split.features["label"].names == ["0", "1"]
+    assert "skipped 1 malformed records of 100" in " ".join(warnings_of(caplog))
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("train.jsonl", "", r"train\.jsonl is empty"),
+        ("train.csv", "", r"train\.csv is empty"),
+        ("train.csv", "text,label\n", r"train\.csv holds no records \(only a header\?\)"),
+    ],
+    ids=["empty-jsonl", "empty-csv", "header-only-csv"],
+)
+def test_empty_tables_are_named(tmp_path, name, content, message):
+    train = write(tmp_path / "good.tsv", "a\tneg\nb\tpos\n")
+    with pytest.raises(ValueError, match=message):
+        load_classification_files(train, write(tmp_path / name, content))
+
+
+def test_nul_only_texts_are_skipped(tmp_path, caplog):
+    train = write(tmp_path / "train.tsv", "a\tneg\nb\tpos\n\x00\x00\x00\tpos\n")
+    with caplog.at_level(logging.WARNING):
+        split = load_classification_files(train)["train"]
+    assert split["text"] == ["a", "b"]
+    assert "skipped 1 malformed lines of 3" in " ".join(warnings_of(caplog))
+
+
+def test_invalid_utf8_in_a_translation_file_names_its_own_line(tmp_path):
+    lines = [f"sentence number {index}\t句子 {index}\n".encode() for index in range(1, 400)]
+    lines[299] = b"caf\xe9\t\xe5\x92\x96\n"  # Latin-1 "café": not UTF-8
+    path = tmp_path / "train.tsv"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(ValueError, match=r"train\.tsv line 300 is not UTF-8"):
+        load_parallel_files(path)
+
+
+def test_empty_and_nul_translation_files(tmp_path, caplog):
+    with pytest.raises(ValueError, match=r"dev\.jsonl is empty"):
+        load_parallel_files(validation_file=write(tmp_path / "dev.jsonl", "\n"))
+    with caplog.at_level(logging.WARNING):
+        pairs = load_parallel_files(write(tmp_path / "train.tsv", "hello\t你好\n\x00\x00\t\x00\n"))["train"]
+    assert len(pairs) == 1 and "Skipped 1 malformed line" in " ".join(warnings_of(caplog))
