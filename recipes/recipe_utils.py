@@ -402,6 +402,40 @@ def training_callbacks(*extra: TrainerCallback) -> list[TrainerCallback]:
     return [NonFiniteLossCallback(), DivergenceCallback(), PerformerRedrawCallback(), *extra]
 
 
+def train(trainer: Trainer, resume_from_checkpoint: str | None) -> dict:
+    """``trainer.train(...)``'s metrics, with ``train_loss`` over the whole run also after a resume.
+
+    Trainer's ``train_loss`` is the mean over the steps of this call only, so a run resumed at step 20 of 30
+    reported the mean of its last 10 steps. The steps before the checkpoint are added back from the restored log
+    history (each logged loss times the steps it covers; the logged values are rounded to 4 decimals). When the
+    logs do not reach the checkpoint's step that is impossible: the metric is then renamed
+    ``train_loss_resumed_steps`` so that it cannot be mistaken for the whole run's.
+    """
+    metrics = trainer.train(resume_from_checkpoint=resume_from_checkpoint).metrics
+    if not resume_from_checkpoint or "train_loss" not in metrics:
+        return metrics
+    resumed_at = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text())["global_step"]
+    logged = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry and entry["step"] <= resumed_at]
+    if resumed_at and (not logged or logged[-1][0] != resumed_at):
+        logger.warning(
+            "train_loss covers only the %d steps after the resume from step %d (the logs before it do not reach that "
+            "step): reported as train_loss_resumed_steps", trainer.state.global_step - resumed_at, resumed_at,
+        )
+        metrics["train_loss_resumed_steps"] = metrics.pop("train_loss")
+        return metrics
+    starts = [0] + [step for step, _ in logged[:-1]]
+    before = sum(loss * (step - start) for start, (step, loss) in zip(starts, logged))
+    metrics["train_loss"] = (before + metrics["train_loss"] * (trainer.state.global_step - resumed_at)) / trainer.state.global_step
+    return metrics
+
+
+def print_test_metrics(results: dict) -> None:
+    """Prints the test split's metrics at the end of a recipe run (they are also in all_results.json and the card)."""
+    test = {key: value for key, value in results.items() if key.startswith("test_") and isinstance(value, (int, float))}
+    if test:
+        print("test metrics: " + json.dumps(test, sort_keys=True), flush=True)
+
+
 class RDropTrainer(Trainer):
     """``Trainer`` with R-Drop (Liang et al. 2021) for single-label classifiers, a regulariser for small training sets.
 

@@ -48,7 +48,9 @@ from recipe_utils import (
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
+    print_test_metrics,
     take_push_to_hub,
+    train,
     training_callbacks,
     with_example_index,
 )
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
     training_seconds = 0.0
     if "train" in transformed:
         start = time.perf_counter()
-        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        results.update(train(trainer, training_args.resume_from_checkpoint))
         training_seconds = time.perf_counter() - start
     if "validation" in transformed:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_card(
             training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id, argv
         )
+        print_test_metrics(results)
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results

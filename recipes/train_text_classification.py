@@ -54,7 +54,9 @@ from recipe_utils import (  # noqa: E402
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
+    print_test_metrics,
     take_push_to_hub,
+    train,
     training_callbacks,
     with_example_index,
 )
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     training_seconds = 0.0
     if "train" in tokenized:
         start = time.perf_counter()
-        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        results.update(train(trainer, training_args.resume_from_checkpoint))
         training_seconds = time.perf_counter() - start
     if "validation" in tokenized:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
             training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews,
             next(iter(splits.values())).info.description, hub_model_id, argv,
         )
+        print_test_metrics(results)
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results

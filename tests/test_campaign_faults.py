@@ -44,3 +44,72 @@ def test_every_recipe_trainer_gets_the_guard_and_logs_the_first_step(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     prepare_training(args)
     assert args.logging_first_step
+
+
+# ---- recipe defects (issue 15) and the resumed train_loss (issue 16, item 9) ----
+
+import json  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from recipe_utils import print_test_metrics, train  # noqa: E402
+from train_translation import QUICK_TRIAL_TEST_PAIRS, bound_quick_trial, parse_arguments  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], "inverse_sqrt"),
+        (["--lr_scheduler_type", "linear"], "linear"),
+        (["--lr_scheduler_type=cosine"], "cosine"),
+        (["--args_file", "FILE"], "constant"),
+        (["--arch", "gru"], "linear"),
+    ],
+    ids=["transformer-default", "flag", "flag=value", "args-file", "gru-default"],
+)
+def test_translation_schedule_is_the_one_asked_for(tmp_path, flags, expected):
+    args_file = tmp_path / "run.args"
+    args_file.write_text("--lr_scheduler_type constant\n")
+    flags = [str(args_file) if flag == "FILE" else flag for flag in flags]
+    _, _, training_args = parse_arguments([*flags, "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
+    assert training_args.lr_scheduler_type.value == expected
+
+
+def test_published_args_files_do_not_pin_the_cpu():
+    for args_file in sorted((ROOT / "recipes" / "published").glob("*.args")):
+        assert "--use_cpu" not in args_file.read_text().split(), f"{args_file.name} would train on CPU under a GPU launch"
+
+
+def test_a_quick_trial_decodes_a_bounded_test_split(caplog):
+    data_args = SimpleNamespace(max_test_samples=None)
+    bound_quick_trial(SimpleNamespace(max_steps=5), data_args)
+    assert data_args.max_test_samples == QUICK_TRIAL_TEST_PAIRS and "--max_test_samples 0" in caplog.text
+    for max_steps, given in ((-1, None), (5000, None), (5, 0)):
+        data_args = SimpleNamespace(max_test_samples=given)
+        bound_quick_trial(SimpleNamespace(max_steps=max_steps), data_args)
+        assert data_args.max_test_samples == given
+
+
+class FinishedTrainer:
+    """What train() reads from a Trainer that resumed at step 4 and ran to step 6 (losses 6, 5, 4, 3 | 2, 1)."""
+
+    def __init__(self):
+        history = [{"step": 1, "loss": 6.0}, {"step": 2, "loss": 5.0}, {"step": 4, "loss": 3.5}, {"step": 6, "loss": 1.5}]
+        self.state = SimpleNamespace(global_step=6, log_history=history)
+
+    def train(self, resume_from_checkpoint=None):
+        return SimpleNamespace(metrics={"train_loss": 1.5, "train_runtime": 1.0})
+
+
+def test_a_resumed_train_loss_covers_the_whole_run(tmp_path):
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    assert train(FinishedTrainer(), str(tmp_path))["train_loss"] == pytest.approx((6 + 5 + 4 + 3 + 2 + 1) / 6)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 5}))  # no log at the checkpoint's step
+    metrics = train(FinishedTrainer(), str(tmp_path))
+    assert "train_loss" not in metrics and metrics["train_loss_resumed_steps"] == 1.5
+
+
+def test_test_metrics_are_printed(capsys):
+    print_test_metrics({"test_accuracy": 0.5, "train_loss": 1.0, "test_confusion_matrix": [[1]]})
+    assert capsys.readouterr().out == 'test metrics: {"test_accuracy": 0.5}\n'
