@@ -14,7 +14,8 @@ Data: MNIST from ``--data_dir`` (the 10,000 t10k images, split 8,000 train / 2,0
 ``settings/mnist.json``; there is no validation split, so the schedule is fixed and the test split is scored once at
 the end), or ``--train_dir/--validation_dir/--test_dir`` in ``imagefolder`` layout (``DIR/<class>/<image>``).
 Training images get light augmentation for digits and glyphs: a small random rotation, scaling and shift, no flips
-(a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images.
+(a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images, or
+with those saved next to the ``--model_name_or_path`` checkpoint (its weights expect them).
 
 The output folder holds the model and its code, the image processor, a model card, ``results.json``, the test split's
 ``confusion_matrix.png`` and, for ViT, ``attention_rollout.png``.
@@ -33,7 +34,14 @@ import numpy as np
 import PIL.Image
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
 
 import hf_models
 from hf_models.metrics import load_metric
@@ -91,7 +99,8 @@ class ModelArguments:
     arch: str = field(default="vit", metadata={"help": "Model family.", "choices": sorted(ARCHITECTURES)})
     model_size: str = field(default="tiny", metadata={"help": "A named size from settings/image_classification_models.json."})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start from this saved model (and its processor) instead of a named size."}
+        default=None,
+        metadata={"help": "Start from this saved model (and its processor's mean/std) instead of a named size."},
     )
     config_overrides: str | None = field(
         default=None,
@@ -186,11 +195,30 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     processor = hf_models.ClassificationImageProcessor(
         size={"height": config.image_size, "width": config.image_size}, num_channels=config.num_channels
     )
-    train = splits.get("train", next(iter(splits.values())))
-    mean, std = measure_mean_std(train, processor)
-    processor.image_mean, processor.image_std = mean, std
-    logger.info("normalising with the training images' mean %s and std %s", mean, std)
+    saved = saved_normalisation(model_args.model_name_or_path)
+    if saved:
+        # a pretrained model's weights expect the normalisation it was trained with, not the new data's statistics
+        processor.image_mean, processor.image_std = saved
+        logger.info("normalising with the mean %s and std %s saved with %s", *saved, model_args.model_name_or_path)
+    else:
+        train = splits.get("train", next(iter(splits.values())))
+        processor.image_mean, processor.image_std = measure_mean_std(train, processor)
+        logger.info("normalising with the training images' mean %s and std %s", processor.image_mean, processor.image_std)
     return model, processor
+
+
+def saved_normalisation(model_name_or_path: str | None) -> tuple[list[float], list[float]] | None:
+    """The mean and std of the image processor saved with a starting checkpoint (None without one)."""
+    if not model_name_or_path:
+        return None
+    try:
+        saved = AutoImageProcessor.from_pretrained(model_name_or_path)
+    except OSError:  # no preprocessor_config.json: the checkpoint does not say how it normalised
+        logger.warning("%s has no image processor: measuring the mean/std on the training images", model_name_or_path)
+        return None
+    if not getattr(saved, "do_normalize", False):
+        return None
+    return list(np.atleast_1d(saved.image_mean).tolist()), list(np.atleast_1d(saved.image_std).tolist())
 
 
 def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness) -> datasets.DatasetDict:

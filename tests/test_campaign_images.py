@@ -77,3 +77,20 @@ def test_a_stray_image_at_the_root_is_named(tmp_path):
 def test_a_clean_folder_loads(tmp_path):
     split = load_image_folders(str(image_folder(tmp_path / "train")), None)["train"]
     assert len(split) == 6 and split.features["label"].names == ["cat", "dog"]
+
+
+# ---- a pretrained checkpoint keeps its normalisation (issue 15) ----
+
+
+def test_a_starting_checkpoint_keeps_its_mean_and_std(tmp_path):
+    from train_image_classification import DataArguments, ModelArguments, build_model_and_processor
+    from vision_testing import tiny_classifier
+
+    tiny_classifier("vit", num_channels=3).save_pretrained(tmp_path / "pretrained")
+    ClassificationImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(tmp_path / "pretrained")
+    splits = load_image_folders(str(image_folder(tmp_path / "train")), None)
+    model_args = ModelArguments(model_name_or_path=str(tmp_path / "pretrained"))
+    _, processor = build_model_and_processor(model_args, DataArguments(), splits, is_mnist=False)
+    assert processor.image_mean == [0.485, 0.456, 0.406] and processor.image_std == [0.229, 0.224, 0.225]
+    _, measured = build_model_and_processor(ModelArguments(arch="vit"), DataArguments(), splits, is_mnist=False)
+    assert measured.image_mean != [0.485, 0.456, 0.406], "a model trained from scratch measures the new images"
