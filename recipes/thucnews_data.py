@@ -230,12 +230,13 @@ def load_classification_files(
     if label_names is None:
         first = "train" if "train" in parsed else next(iter(parsed))
         names = infer_label_names(parsed[first][0])
-        origin = f"the labels of {files[first]} (no class names given)"
+        origin = f"the labels of {files[first].name} (no class names given)"
         if len(names) < 2:
             raise ValueError(f"{files[first]}: every label is {names}: a classifier needs at least 2 classes")
     else:
         names = read_label_names(label_names)
-        origin = f"the class names {label_names if isinstance(label_names, (str, Path)) else list(label_names)}"
+        given = Path(label_names).name if isinstance(label_names, Path) or (isinstance(label_names, str) and "," not in label_names) else label_names
+        origin = f"the class names {given if isinstance(given, str) else list(given)}"
     description = describe_labels(names, origin)
     logger.info("%s", description)
     splits = datasets.DatasetDict(

@@ -26,7 +26,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -46,7 +46,7 @@ from transformers import (
 import hf_models
 from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
-from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
+from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
     EXAMPLE_INDEX,
     ExampleRandomness,
@@ -352,9 +352,11 @@ def write_card(
     training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None, argv=None
 ):
     dataset = MNIST_INFO if is_mnist else DatasetInfo(
-        name=f"user images ({data_args.train_dir})",
+        name=f"user images ({portable(data_args.train_dir)})",
         id="imagefolder",
-        split_description=f"train {data_args.train_dir}, validation {data_args.validation_dir}, test {data_args.test_dir}",
+        split_description=(
+            f"train {portable(data_args.train_dir)}, validation {portable(data_args.validation_dir)}, test {portable(data_args.test_dir)}"
+        ),
         license="see the images' source",
         attribution="see the images' source",
     )
@@ -391,7 +393,7 @@ classifier = pipeline("image-classification", model="{hub_model_id or training_a
 image = Image.new("L", (28, 28))  # a white "1" on black, as in MNIST
 ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)
 print(classifier(image))  # or a path or URL; any size and colour mode is converted to the model's input"""
-    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    extra = {"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"}
     if "test_confusion_matrix" in results:
         extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
             " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."

@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from matplotlib import font_manager  # noqa: E402
 
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
-from model_card import CardContent, DatasetInfo, recipe_command, write_model_card  # noqa: E402
+from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
     EXAMPLE_INDEX,
     ExampleRandomness,
@@ -323,9 +323,11 @@ def write_card(
     training_args, model_args, data_args, model, results, training_seconds, is_thucnews, label_description, hub_model_id=None, argv=None
 ):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
-        name=f"user corpus ({data_args.train_file})",
+        name=f"user corpus ({portable(data_args.train_file)})",
         id="custom",
-        split_description=f"train {data_args.train_file}, validation {data_args.validation_file}, test {data_args.test_file}",
+        split_description=(
+            f"train {portable(data_args.train_file)}, validation {portable(data_args.validation_file)}, test {portable(data_args.test_file)}"
+        ),
         license="see the corpus",
         attribution="see the corpus",
     )
@@ -367,7 +369,7 @@ classifier = pipeline("text-classification", model="{hub_model_id or training_ar
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
     extra = {
-        "Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```",
+        "Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```",
         "Labels": label_description,  # how the files' labels became class ids
     }
     if validation:

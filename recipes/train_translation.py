@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -34,7 +34,7 @@ from transformers import (
 
 import hf_models
 from hf_models.metrics import load_metric
-from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
+from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
     limit,
     parse_config_overrides,
@@ -336,9 +336,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba, hub_model_id=None, argv=None):
     dataset = TATOEBA if is_tatoeba else DatasetInfo(
-        name=f"user corpus ({data_args.train_file})",
+        name=f"user corpus ({portable(data_args.train_file)})",
         id="custom",
-        split_description=f"train {data_args.train_file}, validation {data_args.validation_file}, test {data_args.test_file}",
+        split_description=(
+            f"train {portable(data_args.train_file)}, validation {portable(data_args.validation_file)}, test {portable(data_args.test_file)}"
+        ),
         license="see the corpus",
         attribution="see the corpus",
     )
@@ -391,7 +393,7 @@ print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
             ),
             languages=[data_args.source_lang, data_args.target_lang],
             tags=["translation", model_args.arch],
-            extra_sections={"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"},
+            extra_sections={"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"},
             command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
         ),
     )

@@ -60,7 +60,7 @@ def test_validation_and_test_files_follow_the_training_mapping(tmp_path):
 def test_the_mapping_is_recorded_with_the_data(tmp_path):
     train = write(tmp_path / "train.tsv", "a\tpos\nb\tneg\n" * 5)
     description = load_classification_files(train)["train"].info.description
-    assert "0 = 'neg', 1 = 'pos'" in description and str(train) in description
+    assert "0 = 'neg', 1 = 'pos'" in description and "train.tsv" in description and str(tmp_path) not in description
 
 
 def test_thucnews_style_ids_with_word_names_still_work(tmp_path):

@@ -113,3 +113,17 @@ def test_a_resumed_train_loss_covers_the_whole_run(tmp_path):
 def test_test_metrics_are_printed(capsys):
     print_test_metrics({"test_accuracy": 0.5, "train_loss": 1.0, "test_confusion_matrix": [[1]]})
     assert capsys.readouterr().out == 'test metrics: {"test_accuracy": 0.5}\n'
+
+
+def test_cards_carry_no_machine_paths(tmp_path):
+    from model_card import REPO_ROOT, portable, recipe_command
+
+    assert portable(str(REPO_ROOT / ".." / "shared" / "data")) == "../shared/data"
+    assert portable(str(REPO_ROOT / "recipes" / "published" / "x.args")) == "recipes/published/x.args"
+    assert portable("/home/someone/corpora/train.tsv") == "train.tsv" and portable("relative/x.tsv") == "relative/x.tsv"
+    assert portable(None) is None and portable(3) == 3
+    command = recipe_command(REPO_ROOT / "recipes" / "train_translation.py", ["--data_dir", str(REPO_ROOT.parent / "shared" / "data")])
+    assert command == "accelerate launch recipes/train_translation.py --data_dir ../shared/data"
+    for card in sorted((ROOT / "model_cards").glob("*.md")):
+        text = card.read_text()
+        assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text, card.name
