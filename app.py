@@ -22,7 +22,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib.resources import files
@@ -42,7 +41,7 @@ from matplotlib import font_manager  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipes"))
-from vision_plots import attention_rollout, plot_attention_rollout  # noqa: E402
+from vision_plots import attention_rollout  # noqa: E402
 
 logger = logging.getLogger("app")
 
@@ -73,8 +72,21 @@ EXAMPLE_HEADLINES = [
 EXAMPLE_SENTENCES = ["I love you.", "Where is the train station?", "It's very cold today."]
 
 CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # Chinese glyphs on the heatmap's axes
-PICTURES = tempfile.TemporaryDirectory(prefix="hf_models_app_")  # rollout PNGs, removed when the app exits
 HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# Browsers without a Chinese font (a bare server's chromium, say) would draw boxes: the page offers the same font,
+# fetched from this server only when no local CJK font is found and only for CJK characters.
+CJK_FONT_CSS = f"""
+@font-face {{
+    font-family: "CJK fallback";
+    src: local("Noto Sans CJK SC"), local("Source Han Sans SC"), local("PingFang SC"), local("Microsoft YaHei"),
+        url("/gradio_api/file={CJK_FONT}") format("opentype");
+    unicode-range: U+2E80-33FF, U+3400-4DBF, U+4E00-9FFF, U+F900-FAFF, U+FF00-FFEF;
+}}
+"""
+THEME = gr.themes.Default(
+    font=[gr.themes.LocalFont("Source Sans Pro"), "ui-sans-serif", "system-ui", "sans-serif", "CJK fallback"],
+    font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "Consolas", "monospace", "CJK fallback"],
+)
 MAX_HEATMAP_LABELS = 40  # tokens labelled per heatmap axis; longer axes label every k-th token
 MAX_UPLOAD_PIXELS = 50_000_000  # larger uploads are refused with a message instead of being decoded
 MNIST_BOX, MNIST_SIDE = 20, 28  # MNIST digits: scaled into a 20x20 box, centred by mass in a 28x28 frame
@@ -289,9 +301,9 @@ def sketch_image(sketch) -> PIL.Image.Image | None:
     return composite
 
 
-def rollout_picture(vit, digit: PIL.Image.Image, label: str) -> str | None:
-    """A PNG of the ViT's attention rollout over ``digit`` (CLS token -> patches); None when the model has no
-    attention matrices to roll out (performer attention)."""
+def rollout_picture(vit, digit: PIL.Image.Image) -> PIL.Image.Image | None:
+    """The ViT's attention rollout (CLS token -> patches) laid over ``digit`` as a heat colour map, 280 px a side;
+    None when the model forms no attention matrices to roll out (performer attention)."""
     config = vit.model.config
     if getattr(config, "attention_type", "softmax") != "softmax":
         return None
@@ -299,14 +311,16 @@ def rollout_picture(vit, digit: PIL.Image.Image, label: str) -> str | None:
     with torch.no_grad():
         outputs = vit.model(**inputs, output_attentions=True)
     grid = config.image_size // config.patch_size
-    maps = attention_rollout(tuple(outputs.attentions), grid, grid)
-    path = tempfile.NamedTemporaryFile(suffix=".png", prefix="rollout_", dir=PICTURES.name, delete=False).name
-    plot_attention_rollout([digit.resize((config.image_size, config.image_size))], maps, [f"ViT reads {label}"], path)
-    return path
+    attention_map = attention_rollout(tuple(outputs.attentions), grid, grid)[0].numpy()
+    side = 280
+    heat = PIL.Image.fromarray(np.uint8(255 * attention_map)).resize((side, side), PIL.Image.BILINEAR)
+    heat_rgb = matplotlib.colormaps["jet"](np.asarray(heat) / 255.0)[..., :3]
+    digit_rgb = np.asarray(digit.resize((side, side), PIL.Image.NEAREST).convert("RGB")) / 255.0
+    return PIL.Image.fromarray(np.uint8(255 * (0.55 * digit_rgb + 0.45 * heat_rgb)))
 
 
 def read_digit(models: dict[str, Loaded], image: PIL.Image.Image | None, what: str):
-    """-> (one {label: score} per reader, the 28x28 digit the models see, rollout PNG path, message)."""
+    """-> (one {label: score} per reader, the 28x28 digit the models see, the ViT's rollout over it, message)."""
     nothing = (None,) * len(DIGIT_READERS)
     readers = {name: models[key] for name, key in DIGIT_READERS.items()}
     available = {name: loaded for name, loaded in readers.items() if loaded.pipe is not None}
@@ -323,9 +337,7 @@ def read_digit(models: dict[str, Loaded], image: PIL.Image.Image | None, what: s
         {s["label"]: s["score"] for s in readers[name].pipe(digit, top_k=3)} if name in available else None
         for name in DIGIT_READERS
     )
-    rollout = None
-    if "ViT" in available:
-        rollout = rollout_picture(available["ViT"].pipe, digit, max(scores[0], key=scores[0].get))
+    rollout = rollout_picture(available["ViT"].pipe, digit) if "ViT" in available else None
     return (*scores, digit.resize((140, 140), PIL.Image.NEAREST), rollout, " ".join(problems))
 
 
@@ -356,7 +368,9 @@ def build_app(models: dict[str, Loaded]) -> gr.Blocks:
                 with gr.Column():
                     chinese = gr.Textbox(label="Chinese", lines=3, interactive=False, elem_id="translation")
                     translate_message = gr.Markdown(elem_id="translate-message")
-                    heatmap = gr.Plot(label="Cross-attention (last decoder layer, mean over heads)", format="png")
+                    heatmap = gr.Plot(
+                        label="Cross-attention (last decoder layer, mean over heads)", format="png", elem_id="heatmap"
+                    )
             translate_handler = shows_errors("", None)(functools.partial(translate, models))
             translate_inputs = [english, model_name, num_beams, max_new_tokens]
             translate_outputs = [chinese, heatmap, translate_message]
@@ -386,7 +400,8 @@ def build_app(models: dict[str, Loaded]) -> gr.Blocks:
                 with gr.Column():
                     sketch = gr.Sketchpad(
                         label="Draw a digit", type="pil", canvas_size=(280, 280),
-                        brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"),
+                        brush=gr.Brush(colors=["#000000"], default_size=18, color_mode="fixed"), layers=False,
+                        transforms=(), elem_id="sketch",
                     )
                     sketch_button = gr.Button("Read the sketch", variant="primary")
                 with gr.Column():
@@ -395,7 +410,10 @@ def build_app(models: dict[str, Loaded]) -> gr.Blocks:
             digit_message = gr.Markdown(elem_id="digit-message")
             with gr.Row():
                 scores = [gr.Label(num_top_classes=3, label=name, elem_id=f"digit-{name.lower()}") for name in DIGIT_READERS]
-            rollout = gr.Image(label="ViT attention rollout (CLS token -> patches)", interactive=False, height=300)
+            rollout = gr.Image(
+                label="ViT attention rollout (Abnar & Zuidema 2020): where the CLS token looks", interactive=False,
+                height=300, elem_id="rollout",
+            )
             digit_outputs = [*scores, seen, rollout, digit_message]
             fallback = (None,) * (len(digit_outputs) - 1)
 
@@ -435,7 +453,10 @@ def main(argv=None) -> None:
     models = load_models(args)
     for name, loaded in models.items():
         logger.info("%s: %s", name, loaded.problem or f"loaded from {loaded.source}")
-    build_app(models).queue().launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
+    build_app(models).queue().launch(
+        server_name=args.host, server_port=args.port, share=False, show_error=False, theme=THEME, css=CJK_FONT_CSS,
+        allowed_paths=[str(CJK_FONT)],
+    )
 
 
 if __name__ == "__main__":
