@@ -112,8 +112,10 @@ def page(browser, app_url):
 
 
 def expect():
+    """Playwright's ``expect``, waiting up to ``ANSWER_MS`` (imported late: a missing playwright fails in ``browser``)."""
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=ANSWER_MS)
     return expect
 
 
@@ -227,6 +229,8 @@ def assert_three_predictions(page) -> None:
         expect()(page.locator(f"#digit-{reader} .confidence-set")).to_have_count(3)
         assert page.locator(f"#digit-{reader} [data-testid=label-output-value]").inner_text().strip() in "0123456789"
     expect()(page.locator("#rollout img")).to_be_visible()
+    message = page.locator("#digit-message").inner_text().strip()
+    assert message == "", f"predictions came with a message: {message}"
 
 
 def test_read_digit_tab(page, tmp_path):
