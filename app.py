@@ -145,7 +145,7 @@ def shows_errors(*fallback):
 # ---------------------------------------------------------------------------------------------- translation
 
 
-def heatmap_figure(weights: np.ndarray, source_tokens: list[str], target_tokens: list[str], title: str):
+def heatmap_figure(weights: np.ndarray, source_tokens: list[str], target_tokens: list[str]):
     """Cross-attention weights (generated tokens x source tokens) as a heatmap whose size stays within a page:
     at most ``MAX_HEATMAP_LABELS`` labels per axis."""
     font_manager.fontManager.addfont(str(CJK_FONT))
@@ -163,7 +163,6 @@ def heatmap_figure(weights: np.ndarray, source_tokens: list[str], target_tokens:
         set_ticks(positions, [tokens[i] for i in positions], fontproperties=font, **extra)
     axes.set_xlabel("source tokens")
     axes.set_ylabel("generated tokens")
-    axes.set_title(title, fontproperties=font)
     figure.colorbar(image, ax=axes, fraction=0.05)
     figure.tight_layout()
     return figure
@@ -206,7 +205,7 @@ def translate(models: dict[str, Loaded], text: str, model_name: str, num_beams: 
         weights = cross_attention(translator, text, generated)
         source_tokens = tokenizer.convert_ids_to_tokens(source_ids)
         target_tokens = tokenizer.convert_ids_to_tokens(generated[1:])
-        figure = heatmap_figure(weights, source_tokens, target_tokens, f"{model_name}: {translation[:30]}")
+        figure = heatmap_figure(weights, source_tokens, target_tokens)
     return translation, figure, " ".join(notes)
 
 

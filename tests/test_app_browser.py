@@ -1,6 +1,8 @@
-"""app.py in a real browser: the app runs in a subprocess on a free loopback port, where hf_models cannot be imported
-(so it works through pipeline(..., trust_remote_code=True) alone), on tiny models built by a fixture; Playwright
-drives Debian's chromium through the three tabs, the good inputs and the bad ones, and screenshots each tab.
+"""app.py in a real browser. The app runs in a subprocess on a free loopback port, from a folder laid out as the
+README's Space (app.py, recipes/vision_plots.py, models/<demo folders>, APP_MODELS_DIR=models), in a Python where
+hf_models cannot be imported (so it works through pipeline(..., trust_remote_code=True) alone), on tiny models built
+by a fixture. Playwright drives Debian's chromium through the three tabs, the good inputs and the bad ones, and
+screenshots each tab.
 
 Needs /usr/bin/chromium (Debian's ``chromium`` package; ``make test`` installs it when run as root). Without it, or if
 it does not start, these tests FAIL and say why: they never skip.
@@ -8,6 +10,7 @@ it does not start, these tests FAIL and say why: they never skip.
 
 import gzip
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,17 +44,22 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_transformer_translator, tiny_translation_tokenizer):
-    """The app serving tiny models, started like `make app` starts it (``app.py --models_dir ... --port ...``)."""
+    """The app serving tiny models from a Space-shaped folder."""
+    space = tmp_path_factory.mktemp("space")
+    shutil.copy(ROOT / "app.py", space)
+    (space / "recipes").mkdir()
+    shutil.copy(ROOT / "recipes" / "vision_plots.py", space / "recipes")
     headlines = [EXAMPLE_HEADLINE, "湖人加时险胜凯尔特人", "北京四环内新盘均价突破每平米4万元", "教育部：高考报名人数再创新高"]
-    models_dir = save_tiny_app_models(
-        tmp_path_factory.mktemp("app_models"), tiny_transformer_translator, tiny_translation_tokenizer, headlines
-    )
+    save_tiny_app_models(space / "models", tiny_transformer_translator, tiny_translation_tokenizer, headlines)
     port = free_port()
-    log_path = tmp_path_factory.mktemp("app_log") / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", LAUNCH, str(ROOT / "app.py"), "--models_dir", str(models_dir), "--port", str(port)]
+    log_path = space / "app.log"
+    env = {
+        **os.environ, "APP_MODELS_DIR": "models", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [sys.executable, "-c", LAUNCH, "app.py", "--port", str(port)]
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
