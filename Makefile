@@ -39,7 +39,7 @@ app: install
 		echo "make app: training the demo models it lacks ($$missing ) with recipes/demo.sh; progress bars follow"; \
 		SKIP_TRAINED=1 DATA_DIR=$(DATA_DIR) OUTPUTS=$(OUTPUTS) BIN=$(BIN) bash recipes/demo.sh; \
 	fi
-	$(BIN)/python app.py --models_dir $(OUTPUTS) --port $(APP_PORT)
+	HF_HUB_OFFLINE=1 $(BIN)/python app.py --models_dir $(OUTPUTS) --port $(APP_PORT)
 
 clean:
 	rm -rf $(VENV) $(OUTPUTS) .pytest_cache
