@@ -121,7 +121,7 @@ def run_in_deployment(argv: list[str], task: FederatedTask) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (output_dir / RESULTS_FILE).unlink(missing_ok=True)
     link_port, *node_ports = free_ports(1 + federated.num_clients)
-    base_env = {**os.environ, "PYTHONPATH": python_path(), "FLWR_DISABLE_UPDATE_CHECK": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    base_env = {**os.environ, "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]), "PYTHONPATH": python_path(), "FLWR_DISABLE_UPDATE_CHECK": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     processes: list[subprocess.Popen] = []
 
     def start(name: str, command: list[str]) -> tuple[subprocess.Popen, Path]:

@@ -213,14 +213,15 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
         if accountant and state.get("accountant"):
             accountant.load_state_dict(state["accountant"])
         logger.info("resuming after round %d from %s", state["round"], output_dir / CHECKPOINT)
+    resumed = bool(history)
     strategy = ObservedStrategy(build_strategy(federated, accountant), argv_json, first_round)
     started = time.perf_counter()
     previous_seconds = sum(row["seconds"] for row in history)
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         round_number = server_round + strategy.offset
-        if server_round == 0 and history:
-            return None  # a resumed run: the restored model was scored when it was saved
+        if server_round == 0 and resumed:
+            return None  # the restored model was scored when it was saved
         state_dict = arrays.to_torch_state_dict()
         metrics = task.evaluate(state_dict)
         stats = strategy.rounds.get(round_number, {"start": started, "clients": 0, "bytes_down": 0})
@@ -238,7 +239,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
         if accountant is not None and accountant.num_releases:
             row["epsilon"] = accountant.get_privacy_spent().epsilon
         history.append(row)
-        if len(history) == 1 or server_round == 1:
+        if server_round == (1 if resumed else 0):
             logger.info("progress:\n%s", TABLE_HEADER)
         logger.info("%s", table_row(row))
         (output_dir / "progress.json").write_text(json.dumps(history, indent=2) + "\n")
