@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -58,12 +59,17 @@ RUNS = {
 }
 
 
-def run(command: list[str], log: Path) -> float:
+def run(command: list[str], log: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of the command and the processes it waited for (Ray's workers included as far
+    as their parents reaped them)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with log.open("w") as out:
         subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return time.perf_counter() - start, cpu
 
 
 def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dict:
@@ -71,10 +77,10 @@ def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dic
         sys.executable, str(ROOT / "recipes" / settings["recipe"]), *settings["model"], *settings["data"], *settings["training"],
         *COMMON, "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
     ]
-    seconds = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.with_suffix(".log"))
     results = json.loads((output_dir / "all_results.json").read_text()) if task == "text" else json.loads((output_dir / "results.json").read_text())
     accuracy = results["test_accuracy"] if task == "text" else results["accuracy (%)"] / 100
-    return {"test_accuracy": accuracy, "wall_seconds": round(seconds, 1), "epochs": epochs}
+    return {"test_accuracy": accuracy, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "epochs": epochs}
 
 
 def federated(task: str, settings: dict, flags: list[str], rounds: int, clients: int, output_dir: Path) -> dict:
@@ -83,7 +89,7 @@ def federated(task: str, settings: dict, flags: list[str], rounds: int, clients:
         *settings["training"], *COMMON, *flags, "--num_clients", str(clients), "--num_rounds", str(rounds),
         "--num_train_epochs", "1", "--simulation_cpus", "2", "--output_dir", str(output_dir),
     ]
-    seconds = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.with_suffix(".log"))
     results = json.loads((output_dir / "federated_results.json").read_text())
     return {
         "test_accuracy": results["test_accuracy"],
@@ -91,6 +97,7 @@ def federated(task: str, settings: dict, flags: list[str], rounds: int, clients:
         "total_bytes": results["total_bytes"],
         "failures": results["failures"],
         "wall_seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "epsilon": results["privacy"]["epsilon"] if results["privacy"] else None,
         "delta": results["privacy"]["delta"] if results["privacy"] else None,
     }
