@@ -56,8 +56,9 @@ def task_of(model: nn.Module) -> str:
     )
 
 
-def load_model(model_dir: str | Path) -> nn.Module:
-    """The model saved in ``model_dir`` with the Auto class its config names, in eval mode (fp32)."""
+def load_model(model_dir: str | Path, **kwargs) -> nn.Module:
+    """The model saved in ``model_dir`` with the Auto class its config names, in eval mode (fp32 unless ``kwargs``
+    say otherwise: ``dtype``, ``quantization_config``)."""
     import hf_models  # noqa: F401  (registers the package's Auto classes)
     from transformers import (
         AutoConfig,
@@ -74,7 +75,7 @@ def load_model(model_dir: str | Path) -> nn.Module:
         ("ForConditionalGeneration", AutoModelForSeq2SeqLM),
     ):
         if architecture.endswith(suffix):
-            return auto_class.from_pretrained(model_dir, dtype=torch.float32).eval()
+            return auto_class.from_pretrained(model_dir, **{"dtype": torch.float32, **kwargs}).eval()
     raise OnnxExportError(f"{model_dir}/config.json: architectures={config.architectures!r} has no ONNX export")
 
 
@@ -259,10 +260,10 @@ def quantize_static_onnx(
     )
 
 
-def copy_model_files(model_dir: Path, out_dir: Path) -> None:
-    """Config, generation config, tokenizer and image-processor files (everything but weights and code)."""
+def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:
+    """Config, generation config, tokenizer and image-processor files (everything but weights, code and ``skip``)."""
     for path in model_dir.iterdir():
-        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES) and path.suffix != ".py":
+        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES) and path.suffix != ".py" and path.name not in skip:
             shutil.copy2(path, out_dir / path.name)
 
 
