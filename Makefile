@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test,onnx,app,federated]"
+	$(BIN)/pip install --quiet -e ".[test,onnx,deploy,app,federated]"
 	touch $@
 
 # The browser test (tests/test_app_browser.py) drives Debian's chromium; as root (CI), install it when missing.
