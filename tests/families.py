@@ -6,7 +6,7 @@ in ``FAMILIES``.
 delete a row when its branch is merged (the check then passes, and a strict xfail that passes fails the suite)."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import PIL.Image
@@ -168,6 +168,31 @@ FAMILIES = [
            bad_config={"hidden_size": 0, "num_blocks": 3, "sparsity_threshold": -1.0}),
 ]  # fmt: skip
 
+
+def attention_backend(family: Family, backend: str, **overrides) -> Family:
+    """``family`` on another attention backend (``attention_type``): a fresh model of the same size, without
+    attention weights in its outputs (Performer never forms the attention matrix)."""
+
+    def build(request):
+        model, processor = family.build(request)
+        config = type(model.config)(**{**model.config.to_diff_dict(), "attention_type": backend, **overrides})
+        torch.manual_seed(0)
+        return type(model)(config).eval(), processor
+
+    def outputs(config) -> dict[str, int]:
+        return {name: n for name, n in family.outputs(config).items() if not name.endswith("attentions")}
+
+    return replace(family, name=f"{family.name}-{backend}", build=build, outputs=outputs)
+
+
+# The families again on the other attention backends: the common model tester runs them too.
+ATTENTION_BACKENDS = [
+    attention_backend(family, "performer", num_random_features=8)
+    for family in FAMILIES
+    if family.name in ("transformer-translation", "vit")
+]
+COMMON_FAMILIES = FAMILIES + ATTENTION_BACKENDS
+
 # (family, check) -> why it fails on main and which branch fixes it; see the module docstring.
 TEXT, GRU, VISION = "text-contracts", "gru-contracts", "vision-contracts"
 EXPECTED_FAILURES: dict[tuple[str, str], str] = {
@@ -192,6 +217,16 @@ EXPECTED_FAILURES: dict[tuple[str, str], str] = {
         ("afno", "return_dict", "config.return_dict=False: the head reads a tuple", VISION),
         ("afno", "gradient_checkpointing", "gradient checkpointing", VISION),
         ("afno", "onnx_export", "ONNX export (complex einsum)", VISION),
+        ("transformer-translation-performer", "return_dict", "return_dict=None / config.return_dict honoured", TEXT),
+        ("transformer-translation-performer", "hidden_states_from_config", "config.output_hidden_states honoured",
+         TEXT),
+        ("transformer-translation-performer", "gradient_checkpointing", "gradient checkpointing", TEXT),
+        ("transformer-translation-performer", "bf16_from_config", "performer random features in bf16 (no bf16 QR)",
+         TEXT),
+        ("transformer-translation-performer", "onnx_export", "ONNX export (no int(position_ids.max()))", TEXT),
+        ("vit-performer", "return_dict", "config.return_dict=False: the head reads a tuple", VISION),
+        ("vit-performer", "gradient_checkpointing", "gradient checkpointing", VISION),
+        ("vit-performer", "bf16_from_config", "performer random features in bf16 (no bf16 QR)", TEXT),
         ("gru-translation", "fresh_automodel", "AutoModel: a GRUSeq2SeqModel base class", GRU),
         # The classifier's base model is its TransformerEncoder, whose base_model_prefix ("model") does not name the
         # classifier's "encoder." weights: AutoModel needs an encoder-only base class in modeling_transformer.py.

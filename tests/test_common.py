@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 import torch
-from families import EXPECTED_FAILURES, FAMILIES, IMAGES, TEXTS
+from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
 from model_tester import CHECKS, ModelTester, assert_same_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
@@ -35,7 +35,7 @@ def expected_failure_marks(family_name: str, check: str) -> list:
             marks=[*expected_failure_marks(family.name, check), *([pytest.mark.slow] if check in SLOW_CHECKS else [])],
             id=f"{family.name}-{check}",
         )
-        for family in FAMILIES
+        for family in COMMON_FAMILIES
         for check in CHECKS
     ],
 )
@@ -122,7 +122,7 @@ def fresh_process(request, tmp_path_factory) -> dict:
     processor), then loaded in ONE fresh process without the package, with stdin closed."""
     work_dir = tmp_path_factory.mktemp("fresh_process")
     jobs, local = [], {}
-    for family in FAMILIES:
+    for family in COMMON_FAMILIES:
         model, processor = family.build(request)
         folder = work_dir / family.name
         family.pipeline(model, processor).save_pretrained(folder)
@@ -143,7 +143,7 @@ def fresh_process(request, tmp_path_factory) -> dict:
     return {name: (*local[name], remote) for name, remote in torch.load(work_dir / "results.pt").items()}
 
 
-def fresh_case(check: str, families=FAMILIES) -> list:
+def fresh_case(check: str, families=COMMON_FAMILIES) -> list:
     return [
         pytest.param(family.name, marks=[pytest.mark.slow, *expected_failure_marks(family.name, check)], id=family.name)
         for family in families
@@ -185,7 +185,9 @@ def test_fresh_process_automodel_loads_the_base_model(fresh_process, name):
     torch.testing.assert_close(base["output"][0], expected[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", fresh_case("feature_extraction_pipeline", [f for f in FAMILIES if not f.seq2seq]))
+@pytest.mark.parametrize(
+    "name", fresh_case("feature_extraction_pipeline", [family for family in COMMON_FAMILIES if not family.seq2seq])
+)
 def test_fresh_process_feature_extraction_pipeline(fresh_process, name):
     family, model, processor, _, results = fresh_process[name]
     features = remote(results, "features")
