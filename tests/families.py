@@ -13,6 +13,7 @@ import PIL.Image
 import pytest
 import torch
 from transformers import pipeline
+from vision_testing import FAMILIES as VISION_FAMILIES
 from vision_testing import tiny_classifier
 
 from hf_models import (
@@ -160,12 +161,11 @@ FAMILIES = [
     Family("transformer-text-classification", "transformer", "text-classification",
            "AutoModelForSequenceClassification", transformer_text_classifier, TruncatingTextClassificationPipeline,
            encoder_outputs, {"hidden_size": 0, "classifier_pooling": "max", "word_dropout": 1.0}),
-    Family("vit", "vit", "image-classification", "AutoModelForImageClassification", image_classifier("vit"),
-           outputs=vision_outputs(True), bad_config={"hidden_size": 0, "num_attention_heads": 3, "patch_size": 5}),
-    Family("gfnet", "gfnet", "image-classification", "AutoModelForImageClassification", image_classifier("gfnet"),
-           bad_config={"hidden_size": 0, "hidden_dropout_prob": 1.0, "drop_path_rate": -1.0}),
-    Family("afno", "afno", "image-classification", "AutoModelForImageClassification", image_classifier("afno"),
-           bad_config={"hidden_size": 0, "num_blocks": 3, "sparsity_threshold": -1.0}),
+    *[
+        Family(arch, arch, "image-classification", "AutoModelForImageClassification", image_classifier(arch),
+               outputs=vision_outputs(vision.has_attentions), bad_config=vision.bad_config)
+        for arch, vision in VISION_FAMILIES.items()
+    ],
 ]  # fmt: skip
 
 

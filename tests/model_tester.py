@@ -31,6 +31,7 @@ CHECKS = (
     "onnx_export",
     "training_step",
 )
+SLOW_CHECKS = {"onnx_export"}  # 4-25 s each here: torch.export, then the ONNX translation
 
 
 def assert_same_outputs(actual, expected, atol: float = 0.0, path: str = "output") -> None:

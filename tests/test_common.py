@@ -13,12 +13,9 @@ import textwrap
 import pytest
 import torch
 from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
-from model_tester import CHECKS, ModelTester, assert_same_outputs
+from model_tester import CHECKS, SLOW_CHECKS, ModelTester, assert_same_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
-
-
-SLOW_CHECKS = {"onnx_export"}  # 4-25 s each: torch.export, then the ONNX translation
 
 
 def expected_failure_marks(family_name: str, check: str) -> list:
