@@ -1,5 +1,6 @@
 # make demo: train small translation models on the shipped corpus, reload them, translate, draw attention.
-# make test: the test suite. Both create .venv and install the CPU torch first (override with TORCH_SPEC=...).
+# make test: the test suite but the tests marked slow; make test-all: all of it (what CI runs).
+# Each creates .venv and installs the CPU torch first (override with TORCH_SPEC=...).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ../shared/data
 OUTPUTS ?= outputs
 
-.PHONY: install test demo clean
+.PHONY: install test test-all demo clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest -q
 
 demo: install

@@ -70,13 +70,14 @@ def saving_auto_map_and_pipeline(save_pretrained, pipeline: tuple[str, type] | N
     def wrapper(self, save_directory: str | os.PathLike, *args, **kwargs):
         if os.path.isfile(save_directory):
             return save_pretrained(self, save_directory, *args, **kwargs)  # transformers reports the error
-        os.makedirs(save_directory, exist_ok=True)
-        base_model = self.base_model
-        if base_model is not self and getattr(base_model, "_auto_class", None) == "AutoModel":
-            custom_object_save(base_model, save_directory, config=self.config)
         if pipeline is not None:
             add_custom_pipeline(self.config, *pipeline)
-        write_custom_pipelines(self.config, save_directory)
+        if kwargs.get("is_main_process", True):  # the process that writes the files (as transformers decides)
+            os.makedirs(save_directory, exist_ok=True)
+            base_model = self.base_model
+            if base_model is not self and getattr(base_model, "_auto_class", None) == "AutoModel":
+                custom_object_save(base_model, save_directory, config=self.config)
+            write_custom_pipelines(self.config, save_directory)
         return save_pretrained(self, save_directory, *args, **kwargs)
 
     wrapper.pipeline = pipeline

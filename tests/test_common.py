@@ -5,14 +5,12 @@ as a strict xfail here: once that branch is merged the check passes, the strict 
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
+from fresh_process import run_fresh
 from model_tester import CHECKS, SLOW_CHECKS, ModelTester, assert_same_outputs
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
@@ -45,9 +43,8 @@ def test_contract(family, check, request, tmp_path):
 
 FRESH_PROCESS_SCRIPT = textwrap.dedent(
     """
-    import contextlib, io, sys, traceback
+    import contextlib, io, traceback
 
-    sys.modules["hf_models"] = None  # the folders must be self-contained
     import numpy as np
     import PIL.Image
     import torch
@@ -129,15 +126,8 @@ def fresh_process(request, tmp_path_factory) -> dict:
             "auto_model": family.auto_model, "examples": IMAGES if family.images else TEXTS,
             "feature_task": None if family.seq2seq else family.feature_task,  # seq2seq base models need decoder ids
         })  # fmt: skip
-    torch.save(jobs, work_dir / "jobs.pt")
-    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
-    env.update(HF_HOME=str(work_dir / "home"), HF_MODULES_CACHE=str(work_dir / "modules"), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS_SCRIPT, "jobs.pt", "results.pt"],
-        cwd=work_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=540,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return {name: (*local[name], remote) for name, remote in torch.load(work_dir / "results.pt").items()}
+    results = run_fresh(FRESH_PROCESS_SCRIPT, jobs, work_dir)
+    return {name: (*local[name], remote) for name, remote in results.items()}
 
 
 def fresh_case(check: str, families=COMMON_FAMILIES) -> list:
