@@ -12,6 +12,7 @@ import torch
 from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
 from fresh_process import run_fresh
 from model_tester import CHECKS, SLOW_CHECKS, ModelTester, assert_same_outputs
+from transformers import AutoModel
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -161,14 +162,18 @@ def test_fresh_process_gives_the_same_outputs(fresh_process, name):
 
 @pytest.mark.parametrize("name", fresh_case("fresh_automodel"))
 def test_fresh_process_automodel_loads_the_base_model(fresh_process, name):
-    """``auto_map`` lists ``AutoModel`` beside the head, so the base model loads from the head's folder with the
-    head's weights: the same ``last_hidden_state`` as the head's own base model."""
+    """``auto_map`` lists ``AutoModel`` beside the head, so the family's base model loads from the head's folder with
+    the head's weights (none missing): the same ``last_hidden_state`` as that class loaded here with the package."""
     family, model, processor, folder, results = fresh_process[name]
     assert "AutoModel" in json.loads((folder / "config.json").read_text())["auto_map"]
     base = remote(results, "base_model")
-    assert base["class"] == type(model.base_model).__name__, base["class"]
+    base_class = AutoModel._model_mapping[type(model.config)]
+    assert base["class"] == base_class.__name__, base["class"]
+    # every weight of the base model comes from the head's checkpoint (a head may hold or subclass its base model)
+    local, loading = base_class.from_pretrained(folder, output_loading_info=True)
+    assert not loading["missing_keys"], loading["missing_keys"]
     with torch.no_grad():
-        expected = model.base_model(**local_inputs(family, processor))
+        expected = local.eval()(**local_inputs(family, processor))
     torch.testing.assert_close(base["output"][0], expected[0], rtol=0, atol=0)
 
 
