@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import PIL.Image
-import pytest
 import torch
 from transformers import pipeline
 from vision_testing import FAMILIES as VISION_FAMILIES
