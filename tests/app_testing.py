@@ -2,6 +2,7 @@
 app's tests run in seconds without the demo's trainings. Only the translator has learnt anything (conftest's three
 pairs); the others are randomly initialised: the tests check that the page works, not that the answers are good."""
 
+import socket
 import sys
 from pathlib import Path
 
@@ -24,6 +25,13 @@ from hf_models import (  # noqa: E402
 THUCNEWS_CLASSES = ["finance", "realty", "stocks", "education", "science", "society", "politics", "sports", "game",
                     "entertainment"]
 DIGITS = {index: str(index) for index in range(10)}
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for an app the test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def save_tiny_app_models(models_dir: Path, translator, translation_tokenizer, headlines: list[str]) -> Path:
