@@ -391,23 +391,30 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_mech
     model = make_model(attention_mechanism, dropout=0.3).train()
 
     def loss_and_gradients():
+        """Also the bytes of the tensors autograd keeps for the backward pass (the memory checkpointing saves)."""
         torch.manual_seed(3)
         model.zero_grad()
-        loss = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).loss
+        saved_bytes = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved_bytes.append(t.numel() * t.element_size()) or t, lambda t: t
+        ):
+            loss = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).loss
         loss.backward()
-        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), gradients, sum(saved_bytes)
 
-    loss, gradients = loss_and_gradients()
+    loss, gradients, saved_bytes = loss_and_gradients()
     model.gradient_checkpointing_enable()
     assert model.is_gradient_checkpointing
     encoder_runs, decoder_calls = [], []
     run_direction = model.encoder.gru.run_direction
     model.encoder.gru.run_direction = lambda *args: encoder_runs.append(1) or run_direction(*args)
     model.decoder.gru.register_forward_hook(lambda *args: decoder_calls.append(1))
-    checkpointed_loss, checkpointed_gradients = loss_and_gradients()
+    checkpointed_loss, checkpointed_gradients, checkpointed_saved_bytes = loss_and_gradients()
     steps = TARGET.shape[1] if attention_mechanism == "bahdanau" else 1
     # forward, then the recomputation in the backward pass (2 layers x 2 directions in the encoder)
     assert len(encoder_runs) == 2 * 4 and len(decoder_calls) == 2 * steps
+    assert checkpointed_saved_bytes < saved_bytes / 4  # measured here: 21620 against 266476 (bahdanau), 217270 (luong)
     torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=0)
     assert checkpointed_gradients.keys() == gradients.keys() and len(gradients) == len(list(model.parameters()))
     for name, gradient in gradients.items():
