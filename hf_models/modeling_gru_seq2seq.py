@@ -121,7 +121,8 @@ class GRUStateLayer:
         self.states = None
 
     def offload(self) -> None:
-        self.states = self.states.to("cpu", non_blocking=True)
+        if self.states is not None:
+            self.states = self.states.to("cpu", non_blocking=True)
 
     def prefetch(self) -> None: ...
 
@@ -478,7 +479,8 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
     Outputs follow transformers: a ``Seq2SeqModelOutput`` unless ``return_dict`` (per call, else
     ``config.return_dict``) is False; ``output_hidden_states`` / ``output_attentions`` per call, else from the
     config. ``decoder_hidden_states`` is ``(embedding output, top GRU layer s_t)``; ``cross_attentions`` is a 1-tuple
-    of ``(batch, 1, tgt_len, src_len)`` weights over the source tokens; there is no decoder self-attention.
+    of ``(batch, 1, tgt_len, src_len)`` weights over the source tokens; ``decoder_attentions`` is an empty tuple, as
+    the decoder has no self-attention layer.
     """
 
     def __init__(self, config: GRUSeq2SeqConfig):
@@ -591,6 +593,7 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         return Seq2SeqModelOutput(
             last_hidden_state=attentional,
             decoder_hidden_states=decoder_hidden_states if output_hidden_states else None,
+            decoder_attentions=() if output_attentions else None,  # no self-attention layer: zero of them
             cross_attentions=(cross_attention[:, None],) if output_attentions else None,
             encoder_last_hidden_state=encoder_hidden_states,
             encoder_hidden_states=getattr(encoder_outputs, "hidden_states", None),
@@ -680,6 +683,7 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
             loss=seq2seq_lm_loss(logits, labels) if labels is not None else None,
             logits=logits,
             decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,

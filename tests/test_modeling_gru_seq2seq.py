@@ -450,6 +450,13 @@ def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(monkeypatch,
         assert torch.equal(model.generate(**kwargs, assistant_model=assistant), greedy)
         assert torch.equal(model.generate(**kwargs, prompt_lookup_num_tokens=2), greedy)
     assert max(removed) > 0  # some drafted tokens were rejected and undone
+    # the per-token outputs generate() collects come out as in greedy search
+    recorded = dict(output_attentions=True, output_hidden_states=True, return_dict_in_generate=True)
+    greedy = model.generate(**kwargs, **recorded)
+    lookup = model.generate(**kwargs, **recorded, prompt_lookup_num_tokens=2)
+    assert len(lookup.cross_attentions) == len(greedy.cross_attentions) == 8
+    for from_lookup, from_greedy in zip(lookup.cross_attentions, greedy.cross_attentions):
+        torch.testing.assert_close(from_lookup[0][..., -1:, :], from_greedy[0], rtol=1e-5, atol=1e-6)
 
 
 def test_cache_implementations_are_refused_naming_why():
