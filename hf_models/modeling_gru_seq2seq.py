@@ -212,7 +212,7 @@ def check_source_mask(attention_mask: torch.Tensor) -> None:
     """Refuse masks the encoder would read wrongly: a left-padded mask (or holes in it) would feed padding to the
     GRU, and an empty source has no state to start the decoder from. Eager mode only: the checks read the mask's
     values, which ``torch.export`` / ``torch.compile`` cannot branch on."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", bool)():
         return
     lengths = attention_mask.long().sum(-1)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -234,7 +234,8 @@ class GRUSeq2SeqEncoderGRU(GradientCheckpointingLayer, nn.GRU):
     """
 
     def run_direction(self, inputs: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
-        weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in names]
         initial = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
         outputs, _ = torch.gru(inputs, initial, weights, True, 1, 0.0, self.training, False, True)
         return outputs
@@ -418,7 +419,7 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
         self.attentional_projection = nn.Linear(attentional_input_size, hidden_size)
 
     def initial_hidden(self, encoder_final_state: torch.Tensor) -> torch.Tensor:
-        """``s_0 = tanh(W [forward final; backward final])``, one slice per decoder layer: ``(layers, batch, hidden)``."""
+        """``s_0 = tanh(W [forward final; backward final])``, per decoder layer: ``(layers, batch, hidden)``."""
         batch_size = encoder_final_state.shape[0]
         hidden = torch.tanh(self.bridge(encoder_final_state)).view(batch_size, self.num_layers, -1)
         return hidden.transpose(0, 1).contiguous()
@@ -542,10 +543,10 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         unknown = set(kwargs) - set(TransformersKwargs.__annotations__)
         if unknown:
             raise TypeError(f"{type(self).__name__}.forward() got unexpected arguments: {sorted(unknown)}")
-        output_attentions = kwargs.get("output_attentions")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = kwargs.get("output_hidden_states")
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = (
+            getattr(self.config, name) if kwargs.get(name) is None else kwargs[name]
+            for name in ("output_attentions", "output_hidden_states")
+        )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing_active():
             use_cache = False

@@ -463,7 +463,9 @@ def test_cache_implementations_are_refused_naming_why():
     model = make_model()
     for implementation in ("static", "offloaded", "quantized"):
         with pytest.raises(ValueError, match="fixed-size tensor per layer"):
-            model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=2, cache_implementation=implementation)
+            model.generate(
+                input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=2, cache_implementation=implementation
+            )
 
 
 def test_gru_state_is_only_cropped_back_when_the_past_is_recorded():
