@@ -266,7 +266,7 @@ print(model.generate(input_ids=source, attention_mask=(source != 0).long(), max_
     ("kwargs", "field"),
     [
         ({"attention_mechanism": "dot-product"}, "attention_mechanism"),
-        ({"attention_type": "dot-product"}, "attention_mechanism"),
+        ({"attention_type": "dot-product"}, "attention_type .the old name of attention_mechanism."),
         ({"attention_type": "luong", "attention_mechanism": "bahdanau"}, "attention_type"),
         ({"attention_mechanism": "luong", "luong_score": "concat"}, "luong_score"),
         ({"hidden_size": 0}, "hidden_size"),
