@@ -21,8 +21,9 @@ project replaces attended over the decoder's own outputs, which is not encoder-d
 Generation is incremental: the decoder state is a :class:`GRUStateCache` (a transformers ``Cache``) holding the GRU
 hidden state of every decoder layer and the encoder states already projected for scoring, so each step feeds one
 token. ``GRUSeq2SeqModel`` is the encoder-decoder without the vocabulary projection (``AutoModel``, feature
-extraction); ``GRUSeq2SeqForConditionalGeneration`` adds it. Both keep the parameter names of every checkpoint saved
-before the base model existed (``encoder.*``, ``decoder.*``, ``lm_head.weight``), as T5's pair of classes does.
+extraction); ``GRUSeq2SeqForConditionalGeneration`` wraps it as ``.model`` and adds ``lm_head``, as MarianMT does.
+Checkpoints saved before the base model existed name its weights ``encoder.*`` / ``decoder.*`` without the
+``model.`` prefix; transformers adds the ``base_model_prefix`` on load, so they load unchanged (tested).
 """
 
 from dataclasses import dataclass
@@ -314,6 +315,16 @@ class GRUSeq2SeqPreTrainedModel(PreTrainedModel):
     # this flag Trainer would pass num_items_in_batch and assume the (mean) loss is already scaled for accumulation.
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
+    base_model_prefix = "model"
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """One ``vocab_size`` for both sides: an unshared decoder embedding is resized with the encoder's."""
+        if not self.config.share_embeddings:
+            decoder = self.get_decoder()
+            decoder.embed_tokens = self._get_resized_embeddings(
+                decoder.embed_tokens, new_num_tokens, pad_to_multiple_of, mean_resizing
+            )
+        return super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     def _init_weights(self, module):
         """Embeddings and linear layers: normal(0, init_std) (the default); GRUs: Xavier input-to-hidden weights,
@@ -494,12 +505,9 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         )
         self.encoder = GRUSeq2SeqEncoder(config, encoder_embeddings)
         self.decoder = GRUSeq2SeqDecoder(config, decoder_embeddings)
-        self._tied_weights_keys = self.tied_weights(config) or None
+        if config.share_embeddings:
+            self._tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
         self.post_init()
-
-    @staticmethod
-    def tied_weights(config: GRUSeq2SeqConfig) -> dict[str, str]:
-        return {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"} if config.share_embeddings else {}
 
     def get_encoder(self):
         return self.encoder
@@ -514,14 +522,6 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         self.encoder.embed_tokens = value
         if self.config.share_embeddings:
             self.decoder.embed_tokens = value
-
-    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
-        """One ``vocab_size`` for both sides: an unshared decoder embedding is resized with the encoder's."""
-        if not self.config.share_embeddings:
-            self.decoder.embed_tokens = self._get_resized_embeddings(
-                self.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of, mean_resizing
-            )
-        return super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     @can_return_tuple
     def forward(
@@ -606,7 +606,7 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         return self.decoder.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
 
-class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
+class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMixin):
     """GRU encoder-decoder with attention and a vocabulary projection, for translation.
 
     ``labels`` are the target ids (padding as -100); the decoder reads them shifted right behind
@@ -616,20 +616,24 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
     ``cache_implementation`` is refused: the GRU state is one fixed-size tensor per layer, so there is no key/value
     cache to make static, offloaded or quantized.
 
-    The base model's parameters sit at the top level (``encoder.*``, ``decoder.*``) beside ``lm_head``, the layout of
-    every checkpoint saved before :class:`GRUSeq2SeqModel` existed; each class loads the other's checkpoints.
+    ``.model`` is the :class:`GRUSeq2SeqModel`; each class loads the other's checkpoints, and both load those saved
+    before the base model existed (no ``model.`` prefix).
     """
 
     def __init__(self, config: GRUSeq2SeqConfig):
         super().__init__(config)
+        self.model = GRUSeq2SeqModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        tied = self.tied_weights(config)
         if config.tie_word_embeddings:
-            tied["lm_head.weight"] = (
-                "encoder.embed_tokens.weight" if config.share_embeddings else "decoder.embed_tokens.weight"
-            )
-        self._tied_weights_keys = tied or None
+            side = "encoder" if config.share_embeddings else "decoder"
+            self._tied_weights_keys = {"lm_head.weight": f"model.{side}.embed_tokens.weight"}
         self.post_init()
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
 
     def get_output_embeddings(self):
         return self.lm_head
@@ -676,7 +680,7 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
             use_cache = False
             if decoder_input_ids is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        outputs = super().forward(
+        outputs = self.model(
             input_ids, attention_mask, decoder_input_ids, encoder_outputs, use_cache, return_dict=True, **kwargs
         )
         logits = self.lm_head(outputs.last_hidden_state)
