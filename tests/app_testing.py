@@ -48,9 +48,9 @@ def save_tiny_app_models(models_dir: Path, translator, translation_tokenizer, he
     save_for_text_classification(classifier, headline_tokenizer, models_dir / "demo_text_classification")
 
     for arch in ("vit", "gfnet", "afno"):
-        config_class, model_class, extra = FAMILIES[arch]
+        vision = FAMILIES[arch]
         sizes = {key: value for key, value in TINY_SIZES.items() if key != "num_labels"}
-        model = model_class(config_class(**sizes, **extra, id2label=DIGITS)).eval()
+        model = vision.model_class(vision.config_class(**sizes, **vision.sizes, id2label=DIGITS)).eval()
         size = model.config.image_size
         processor = ClassificationImageProcessor(
             size={"height": size, "width": size}, num_channels=1, image_mean=[0.13], image_std=[0.31]
