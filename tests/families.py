@@ -156,7 +156,7 @@ FAMILIES = [
            trained_transformer_translator, TranslationPipeline, seq2seq_outputs,
            {"hidden_size": 0, "num_attention_heads": 3, "dropout": 1.5}),
     Family("gru-translation", "gru", "translation", "AutoModelForSeq2SeqLM", gru_translator, TranslationPipeline,
-           gru_outputs, {"hidden_size": 0, "attention_type": "cosine", "dropout": -0.1}),
+           gru_outputs, {"hidden_size": 0, "attention_mechanism": "cosine", "dropout": -0.1}),
     Family("transformer-text-classification", "transformer", "text-classification",
            "AutoModelForSequenceClassification", transformer_text_classifier, TruncatingTextClassificationPipeline,
            encoder_outputs, {"hidden_size": 0, "classifier_pooling": "max", "word_dropout": 1.0}),
