@@ -208,3 +208,61 @@ def test_flex_attention_refuses_what_it_cannot_do_with_a_clear_error():
     performer = seq2seq(attn_implementation="flex_attention", attention_type="performer")
     with pytest.raises(ValueError, match="flex_attention applies to softmax attention only"):
         performer(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+
+def test_inputs_embeds_give_the_outputs_of_their_input_ids():
+    """``inputs_embeds`` are the embedding matrix's rows, as ``get_input_embeddings()(ids)`` gives them: the model
+    scales them by sqrt(d_model) like the ids' embeddings."""
+    input_ids, attention_mask, labels = batch()
+    model = seq2seq()
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        from_ids = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+        from_embeds = model(
+            inputs_embeds=embed(input_ids), attention_mask=attention_mask, decoder_inputs_embeds=embed(labels)
+        ).logits
+        torch.testing.assert_close(from_embeds, from_ids, rtol=0, atol=0)
+        text = classifier()
+        embed = text.get_input_embeddings()
+        torch.testing.assert_close(
+            text(inputs_embeds=embed(input_ids), attention_mask=attention_mask).logits,
+            text(input_ids=input_ids, attention_mask=attention_mask).logits,
+            rtol=0,
+            atol=0,
+        )
+
+
+def parameters_on_meta(model) -> list[str]:
+    return [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": False}, {"share_embeddings": False}])
+def test_missing_weights_are_initialised_and_tied_not_left_on_meta(overrides):
+    model = TransformerForConditionalGeneration.from_pretrained(
+        None, config=TransformerConfig(**TINY, **overrides), state_dict={}
+    )
+    assert parameters_on_meta(model) == []
+    if overrides.get("share_embeddings", True):
+        shared = model.model.shared.weight
+        assert model.model.encoder.embeddings.embed_tokens.weight is shared
+        assert model.model.decoder.embeddings.embed_tokens.weight is shared
+        assert (model.lm_head.weight is shared) == overrides.get("tie_word_embeddings", True)
+
+
+def test_checkpoint_holding_the_tied_matrix_under_another_name_loads_it_everywhere(tmp_path):
+    """A checkpoint with the shared matrix under ``lm_head.weight`` only (as other tools write tied weights)."""
+    from safetensors.torch import load_file, save_file
+
+    model = seq2seq()
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state["lm_head.weight"] = state.pop("model.shared.weight")
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = TransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert parameters_on_meta(loaded) == []
+    assert loaded.model.shared.weight is loaded.lm_head.weight is loaded.model.encoder.embeddings.embed_tokens.weight
+    input_ids, attention_mask, labels = batch()
+    with torch.no_grad():
+        expected = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+        actual = loaded(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
