@@ -624,6 +624,11 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(
                 "output_attentions needs attention_type='softmax': performer attention never forms the attention matrix"
             )
+        if torch.compiler.is_exporting():
+            raise NotImplementedError(
+                "attention_type='performer' cannot be exported: FAVOR+ loops in Python over blocks of the sequence, "
+                "which torch.export would freeze to the example input's length; export a softmax-attention model"
+            )
         if self.training and self.redraw_interval:
             if self._training_calls_since_redraw >= self.redraw_interval:
                 self.redraw_random_features()
