@@ -35,7 +35,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, per_layer_size
 
 ATTENTION_TYPES = ("softmax", "performer")
 
@@ -501,7 +501,8 @@ def init_random_features(module: nn.Module) -> None:
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention with one packed input projection, laid out like ``torch.nn.MultiheadAttention``.
 
-    ``in_proj`` maps ``hidden_size -> 3 * hidden_size`` (query, key, value stacked in that order), so weights copy
+    ``in_proj`` maps ``hidden_size -> 3 * hidden_size`` (query, key, value stacked in that order; ``3 * heads *
+    head_dim`` after head pruning), so weights copy
     one-to-one from ``nn.MultiheadAttention.in_proj_weight``. Self-attention does one matrix product for Q, K and V;
     cross-attention projects the query from the decoder and K, V from the encoder states with the two slices.
 
@@ -515,19 +516,29 @@ class MultiHeadAttention(nn.Module):
     ``config.performer_redraw_interval = N > 0`` the features are redrawn before every N-th training forward call.
     """
 
-    def __init__(self, config, is_cross_attention: bool = False, is_causal: bool = False, layer_idx: int | None = None):
+    def __init__(
+        self,
+        config,
+        is_cross_attention: bool = False,
+        is_causal: bool = False,
+        layer_idx: int | None = None,
+        heads_field: str = "num_attention_heads_per_layer",
+    ):
         super().__init__()
         self.config = config
         self.hidden_size = config.hidden_size
-        self.num_heads = config.num_attention_heads
-        self.head_dim = self.hidden_size // self.num_heads
+        self.head_dim = self.hidden_size // config.num_attention_heads
+        # a pruned model records this layer's remaining heads in the config list ``heads_field`` (hf_models.pruning)
+        self.heads_field = heads_field
+        self.num_heads = per_layer_size(config, heads_field, layer_idx, config.num_attention_heads)
+        self.inner_size = self.num_heads * self.head_dim
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         self.is_cross_attention = is_cross_attention
         self.is_causal = is_causal
         self.layer_idx = layer_idx
-        self.in_proj = nn.Linear(self.hidden_size, 3 * self.hidden_size)
-        self.out_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.in_proj = nn.Linear(self.hidden_size, 3 * self.inner_size)
+        self.out_proj = nn.Linear(self.inner_size, self.hidden_size)
         self.attention_type = getattr(config, "attention_type", "softmax")
         projection = None
         if self.attention_type == "performer":
@@ -556,11 +567,11 @@ class MultiHeadAttention(nn.Module):
         """Cross-attention: the query projection alone (keys and values come from the encoder output or the cache)."""
         if key_value_states is None:
             raise ValueError("cross-attention needs key_value_states (the encoder output)")
-        weight, bias = self.in_proj.weight[: self.hidden_size], self.in_proj.bias[: self.hidden_size]
+        weight, bias = self.in_proj.weight[: self.inner_size], self.in_proj.bias[: self.inner_size]
         return self._split_heads(nn.functional.linear(hidden_states, weight, bias))
 
     def _key_value(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        weight, bias = self.in_proj.weight[self.hidden_size :], self.in_proj.bias[self.hidden_size :]
+        weight, bias = self.in_proj.weight[self.inner_size :], self.in_proj.bias[self.inner_size :]
         key, value = nn.functional.linear(source, weight, bias).chunk(2, dim=-1)
         return self._split_heads(key), self._split_heads(value)
 
@@ -615,7 +626,7 @@ class MultiHeadAttention(nn.Module):
             is_causal=self.is_causal and attention_mask is None and query_length == key.size(-2),
             **kwargs,
         )
-        output = self.out_proj(output.reshape(batch_size, query_length, self.hidden_size))
+        output = self.out_proj(output.reshape(batch_size, query_length, self.inner_size))
         return output, weights
 
     def _performer_forward(self, hidden_states, key_value_states, attention_mask, cache, output_attentions):
@@ -661,5 +672,5 @@ class MultiHeadAttention(nn.Module):
             )
             if layer is not None:
                 layer.store(state, layer.seq_length + query_length)
-        output = self.out_proj(output.transpose(1, 2).reshape(batch_size, query_length, self.hidden_size))
+        output = self.out_proj(output.transpose(1, 2).reshape(batch_size, query_length, self.inner_size))
         return output, None

@@ -3,7 +3,7 @@
 from transformers import PreTrainedConfig
 
 from .attention import check_attention_config
-from .validation import check_choice, check_int, check_probability
+from .validation import check_choice, check_int, check_per_layer_sizes, check_probability
 
 ACTIVATIONS = ("relu", "gelu")
 CLASSIFIER_POOLINGS = ("cls", "mean")
@@ -47,6 +47,11 @@ class TransformerConfig(PreTrainedConfig):
         word_dropout: while training, each input token but the first (``[CLS]``) is hidden from attention and pooling
             with this probability: the word dropout of deep averaging networks (Iyyer et al. 2015), a regulariser for
             small text-classification sets; only ``TransformerForSequenceClassification`` uses it.
+        encoder_attention_heads_per_layer / decoder_attention_heads_per_layer / cross_attention_heads_per_layer:
+            heads of each encoder self-attention, decoder self-attention and decoder cross-attention layer after head
+            pruning (``hf_models.pruning``; every head keeps ``hidden_size / num_attention_heads`` features).
+        encoder_intermediate_size_per_layer / decoder_intermediate_size_per_layer: FFN width of each layer after
+            pruning. Every ``*_per_layer`` field defaults to ``None`` (the uniform size; not written to config.json).
     """
 
     model_type = "vaswani_transformer"
@@ -78,6 +83,11 @@ class TransformerConfig(PreTrainedConfig):
         classifier_pooling: str = "mean",
         classifier_dropout: float | None = None,
         word_dropout: float = 0.0,
+        encoder_attention_heads_per_layer: list[int] | None = None,
+        decoder_attention_heads_per_layer: list[int] | None = None,
+        cross_attention_heads_per_layer: list[int] | None = None,
+        encoder_intermediate_size_per_layer: list[int] | None = None,
+        decoder_intermediate_size_per_layer: list[int] | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -126,6 +136,16 @@ class TransformerConfig(PreTrainedConfig):
         self.classifier_pooling = classifier_pooling
         self.classifier_dropout = classifier_dropout
         self.word_dropout = word_dropout
+        for name, sizes, num_layers, maximum in (
+            ("encoder_attention_heads_per_layer", encoder_attention_heads_per_layer, encoder_layers, num_attention_heads),
+            ("decoder_attention_heads_per_layer", decoder_attention_heads_per_layer, decoder_layers, num_attention_heads),
+            ("cross_attention_heads_per_layer", cross_attention_heads_per_layer, decoder_layers, num_attention_heads),
+            ("encoder_intermediate_size_per_layer", encoder_intermediate_size_per_layer, encoder_layers, None),
+            ("decoder_intermediate_size_per_layer", decoder_intermediate_size_per_layer, decoder_layers, None),
+        ):
+            check_per_layer_sizes(name, sizes, num_layers, maximum)
+            if sizes is not None:  # unpruned configs serialise exactly as before pruning existed
+                setattr(self, name, sizes)
         self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,

@@ -33,15 +33,19 @@ from .attention import MultiHeadAttention, init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
 from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
+from .validation import per_layer_size
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position separately."""
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position separately. A pruned model records layer
+    ``layer_idx``'s width in the config list ``sizes_field`` (``hf_models.pruning``)."""
 
-    def __init__(self, config: TransformerConfig):
+    def __init__(self, config: TransformerConfig, sizes_field: str, layer_idx: int):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.sizes_field, self.layer_idx = sizes_field, layer_idx
+        intermediate_size = per_layer_size(config, sizes_field, layer_idx, config.intermediate_size)
+        self.fc1 = nn.Linear(config.hidden_size, intermediate_size)
+        self.fc2 = nn.Linear(intermediate_size, config.hidden_size)
         self.activation = ACT2FN[config.activation_function]
         self.activation_dropout = nn.Dropout(config.activation_dropout)
 
@@ -74,9 +78,9 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx)
+        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx, heads_field="encoder_attention_heads_per_layer")
         self.self_attn_sublayer = SublayerConnection(config)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = FeedForward(config, "encoder_intermediate_size_per_layer", layer_idx)
         self.feed_forward_sublayer = SublayerConnection(config)
 
     def forward(self, hidden_states, attention_mask=None, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
@@ -91,11 +95,15 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(config, is_causal=True, layer_idx=layer_idx)
+        self.self_attn = MultiHeadAttention(
+            config, is_causal=True, layer_idx=layer_idx, heads_field="decoder_attention_heads_per_layer"
+        )
         self.self_attn_sublayer = SublayerConnection(config)
-        self.encoder_attn = MultiHeadAttention(config, is_cross_attention=True, layer_idx=layer_idx)
+        self.encoder_attn = MultiHeadAttention(
+            config, is_cross_attention=True, layer_idx=layer_idx, heads_field="cross_attention_heads_per_layer"
+        )
         self.encoder_attn_sublayer = SublayerConnection(config)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = FeedForward(config, "decoder_intermediate_size_per_layer", layer_idx)
         self.feed_forward_sublayer = SublayerConnection(config)
 
     def forward(
