@@ -7,7 +7,7 @@ heads for ViT, Fourier blocks and thresholds for AFNO), so the shared fields are
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .validation import check_choice, check_int, check_probability
+from .validation import check_choice, check_int, check_per_layer_sizes, check_probability
 
 
 class PatchImageConfig(PreTrainedConfig):
@@ -32,6 +32,8 @@ class PatchImageConfig(PreTrainedConfig):
         drop_path_rate: stochastic-depth rate of the LAST block; block i drops with ``rate * i / (depth - 1)``.
         layer_norm_eps: epsilon of every LayerNorm.
         initializer_range: std of the truncated-normal initialisation of linear/conv weights and embeddings.
+        intermediate_size_per_layer: MLP width of each block after structured pruning (``hf_models.pruning``);
+            ``None`` (default, never written to config.json) = ``intermediate_size`` everywhere.
         num_labels / id2label / label2id / problem_type: the classification head, as for every transformers model.
     """
 
@@ -49,6 +51,7 @@ class PatchImageConfig(PreTrainedConfig):
         drop_path_rate: float = 0.0,
         layer_norm_eps: float = 1e-6,
         initializer_range: float = 0.02,
+        intermediate_size_per_layer: list[int] | None = None,
         **kwargs,
     ):
         for name, value in (
@@ -97,6 +100,9 @@ class PatchImageConfig(PreTrainedConfig):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        check_per_layer_sizes("intermediate_size_per_layer", intermediate_size_per_layer, num_hidden_layers)
+        if intermediate_size_per_layer is not None:  # unpruned configs serialise exactly as before pruning existed
+            self.intermediate_size_per_layer = intermediate_size_per_layer
         super().__init__(**kwargs)
 
     @classmethod

@@ -16,6 +16,8 @@ from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
+from .validation import per_layer_size
+
 
 class PatchEmbedding(nn.Module):
     """Cuts the image into non-overlapping ``patch_size`` x ``patch_size`` patches and projects each linearly to
@@ -84,13 +86,18 @@ def drop_path_rates(config) -> list[float]:
 
 
 class Mlp(nn.Module):
-    """Per-token MLP: Linear -> activation -> dropout -> Linear -> dropout."""
+    """Per-token MLP: Linear -> activation -> dropout -> Linear -> dropout. A pruned model records block
+    ``layer_idx``'s width in ``config.intermediate_size_per_layer`` (``hf_models.pruning``)."""
 
-    def __init__(self, config):
+    sizes_field = "intermediate_size_per_layer"
+
+    def __init__(self, config, layer_idx: int | None = None):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.layer_idx = layer_idx
+        intermediate_size = per_layer_size(config, self.sizes_field, layer_idx, config.intermediate_size)
+        self.fc1 = nn.Linear(config.hidden_size, intermediate_size)
         self.activation = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc2 = nn.Linear(intermediate_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -118,12 +125,13 @@ class MixerBlock(GradientCheckpointingLayer):
         drop_path: float,
         mixer_residual: bool = True,
         mixer_drop_path: bool = True,
+        layer_idx: int | None = None,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.token_mixer = token_mixer
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = Mlp(config)
+        self.mlp = Mlp(config, layer_idx)
         self.drop_path = DropPath(drop_path)
         self.mixer_residual = mixer_residual
         self.mixer_drop_path = mixer_drop_path
@@ -169,8 +177,8 @@ class FourierGridEncoder(nn.Module):
         self.position_embeddings = nn.Parameter(torch.zeros(config.grid_size, config.grid_size, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
-            MixerBlock(config, make_mixer(config), rate, mixer_residual, mixer_drop_path)
-            for rate in drop_path_rates(config)
+            MixerBlock(config, make_mixer(config), rate, mixer_residual, mixer_drop_path, index)
+            for index, rate in enumerate(drop_path_rates(config))
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 

@@ -86,7 +86,7 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
         super().__init__(config)
         self.embeddings = VisionTransformerEmbeddings(config)
         self.layers = nn.ModuleList(
-            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate)
+            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate, layer_idx=index)
             for index, rate in enumerate(drop_path_rates(config))
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
