@@ -254,14 +254,14 @@ class ImageClassificationMixin:
         so a saved model reloads with the new head."""
         if id2label is not None and len(id2label) != num_labels:
             raise ValueError(f"id2label has {len(id2label)} entries but num_labels is {num_labels}")
-        old = next(self.classifier.parameters(), self.base_model.get_input_embeddings().projection.weight)
+        like = next(self.classifier.parameters(), self.base_model.get_input_embeddings().projection.weight)
         self.config.num_labels = num_labels
         if id2label is not None:
             self.config.id2label = dict(id2label)
             self.config.label2id = {label: index for index, label in self.config.id2label.items()}
         self.num_labels = num_labels
         if num_labels > 0:
-            self.classifier = nn.Linear(self.config.hidden_size, num_labels, device=old.device, dtype=old.dtype)
+            self.classifier = nn.Linear(self.config.hidden_size, num_labels, device=like.device, dtype=like.dtype)
             init_patch_model_weights(self.classifier, self.config.initializer_range)
         else:
             self.classifier = nn.Identity()

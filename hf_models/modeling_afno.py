@@ -16,22 +16,19 @@ from .configuration_afno import AFNOConfig
 from .layers import FourierGridEncoder, FourierGridModelMixin, ImageClassificationMixin, init_patch_model_weights
 
 
-def complex_linear(
-    real: torch.Tensor, imag: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W z + b`` per block for complex ``z = real + i imag`` and ``(blocks, in, out, 2)`` weights, in real
-    arithmetic: ``(Wr zr - Wi zi + br) + i (Wr zi + Wi zr + bi)``. Four real einsums instead of one complex one, so
-    that the ONNX exporter, which has no complex einsum, can export it (as the official code computes it too)."""
-    weight_real, weight_imag = weight.float().unbind(-1)
-    bias_real, bias_imag = bias.float().unbind(-1)
+def complex_linear(modes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``W z + b`` per block, in real arithmetic, for complex modes stored as interleaved real numbers
+    ``(..., blocks, in * 2)`` (real, imaginary, real, ... as ``torch.view_as_real`` lays them out) and
+    ``(blocks, in, out, 2)`` weights; returns ``(..., blocks, out * 2)``, interleaved alike.
 
-    def product(x, w):
-        return torch.einsum("...ni,nio->...no", x, w)
-
-    return (
-        product(real, weight_real) - product(imag, weight_imag) + bias_real,
-        product(imag, weight_real) + product(real, weight_imag) + bias_imag,
-    )
+    ``(Wr + i Wi)(zr + i zi) = (Wr zr - Wi zi) + i (Wi zr + Wr zi)`` is one real product with the ``(2 in, 2 out)``
+    matrix ``[[Wr, Wi], [-Wi, Wr]]`` per input/output pair: one real einsum, which the ONNX exporter supports where it
+    has no complex einsum. The bias's (real, imaginary) layout is already the interleaved one."""
+    real, imag = weight.float().unbind(-1)
+    # [i, s, o, t]: input part s (0 real, 1 imaginary) -> output part t
+    real_matrix = torch.stack((torch.stack((real, imag), dim=-1), torch.stack((-imag, real), dim=-1)), dim=2)
+    product = torch.einsum("...ni,nio->...no", modes, real_matrix.flatten(1, 2).flatten(-2))
+    return product + bias.float().flatten(-2)
 
 
 class AFNOSpectralMixing(nn.Module):
@@ -42,8 +39,9 @@ class AFNOSpectralMixing(nn.Module):
     with ``lambda = sparsity_threshold`` on real and imaginary parts. Only the lowest ``hard_thresholding_fraction``
     of the frequencies along each axis are computed; the others are set to zero.
 
-    Weights are REAL tensors with a trailing (real, imaginary) axis, viewed as complex in ``forward`` (complex
-    parameters would break ``model.dtype``). The FFTs and the spectral MLP run in float32 with autocast disabled.
+    Weights are REAL tensors with a trailing (real, imaginary) axis (complex parameters would break
+    ``model.dtype``), and the spectrum is computed on as interleaved real and imaginary parts
+    (:func:`complex_linear`), so the whole mixer exports to ONNX. The FFTs and the spectral MLP run in float32 with autocast disabled.
 
     ``config.spectral_residual=True`` adds the input back, ``irfft2(...) + x``, as the official ``AFNO2D`` does.
     Hard thresholding keeps the lowest ``hard_thresholding_fraction`` of the modes along BOTH axes, as the paper
@@ -78,15 +76,15 @@ class AFNOSpectralMixing(nn.Module):
         # rows with |frequency| < kept_rows: 0 .. kept_rows - 1 and, from the end, -(kept_rows - 1) .. -1
         return kept_rows, max(kept_rows, height - kept_rows + 1), kept_cols
 
-    def spectral_mlp(self, real: torch.Tensor, imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block-diagonal complex MLP and the soft-shrink on modes ``real + i imag``, each ``(..., hidden)``."""
-        real, imag = real.unflatten(-1, (self.num_blocks, -1)), imag.unflatten(-1, (self.num_blocks, -1))
-        real, imag = complex_linear(real, imag, self.weight1, self.bias1)
-        real, imag = complex_linear(torch.relu(real), torch.relu(imag), self.weight2, self.bias2)
+    def spectral_mlp(self, modes: torch.Tensor) -> torch.Tensor:
+        """The block-diagonal complex MLP and the soft-shrink on modes ``(..., hidden, 2)`` (real, imaginary).
+        ReLU and soft-shrink act on real and imaginary parts separately, as in the AFNO code."""
+        blocks = modes.flatten(-2).unflatten(-1, (self.num_blocks, -1))
+        hidden = torch.relu(complex_linear(blocks, self.weight1, self.bias1))
+        mixed = complex_linear(hidden, self.weight2, self.bias2)
         if self.sparsity_threshold > 0:
-            real = nn.functional.softshrink(real, self.sparsity_threshold)
-            imag = nn.functional.softshrink(imag, self.sparsity_threshold)
-        return real.flatten(-2), imag.flatten(-2)
+            mixed = nn.functional.softshrink(mixed, self.sparsity_threshold)
+        return mixed.flatten(-2).unflatten(-1, (-1, 2))
 
     def forward(
         self, hidden_states: torch.Tensor, grid_size: tuple[int, int], **kwargs
@@ -101,7 +99,7 @@ class AFNOSpectralMixing(nn.Module):
             # (batch, height, width // 2 + 1, hidden, 2): real and imaginary parts, computed on as real tensors
             spectrum = torch.view_as_real(torch.fft.rfft2(grid, dim=(1, 2), norm="ortho"))
             kept = torch.cat((spectrum[:, :top, :columns], spectrum[:, bottom:, :columns]), dim=1)
-            mixed = torch.stack(self.spectral_mlp(kept[..., 0], kept[..., 1]), dim=-1)
+            mixed = self.spectral_mlp(kept)
             if bottom > top:  # the dropped rows are zero
                 zeros = mixed.new_zeros(mixed.shape[0], bottom - top, *mixed.shape[2:])
                 mixed = torch.cat((mixed[:, :top], zeros, mixed[:, top:]), dim=1)
