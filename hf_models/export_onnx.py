@@ -260,6 +260,141 @@ def quantize_static_onnx(
     )
 
 
+class EncoderGraph(nn.Module):
+    """A seq2seq model's encoder as the graph the exporter traces: ``input_ids, attention_mask -> hidden states``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.encoder = model.get_encoder()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+
+
+class TransformerDecoderStep(nn.Module):
+    """One decoding step of the Transformer with its self-attention cache as one tensor, so onnxruntime can loop:
+    ``(decoder_input_ids (batch, 1), encoder_hidden_states, encoder_attention_mask, past) -> (logits (batch, vocab),
+    present)``. ``past`` is ``(layers, 2, batch, heads, past_length, head_dim)`` (keys, values), empty (length 0) at
+    the first step; ``present`` is the same with this step appended. Cross-attention keys and values are recomputed
+    from ``encoder_hidden_states`` at every step (one graph, no second "first step" graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask, past):
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        from .seq2seq import CACHE_FIELD
+
+        self_cache = DynamicCache(config=self.model.config)
+        for layer in range(past.shape[0]):
+            self_cache.update(past[layer, 0], past[layer, 1], layer)
+        cache = EncoderDecoderCache(self_cache, DynamicCache(config=self.model.config))
+        outputs = self.model(
+            encoder_outputs=(encoder_hidden_states,),
+            attention_mask=encoder_attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=True,
+            return_dict=True,
+            **{CACHE_FIELD: cache},
+        )
+        present = torch.stack([torch.stack((layer.keys, layer.values)) for layer in self_cache.layers])
+        return outputs.logits[:, -1], present
+
+
+def decoder_cache_shape(config) -> tuple[int, int, int]:
+    """``(layers, heads, head_dim)`` of the stacked self-attention cache; pruned decoders need equal heads per layer."""
+    if getattr(config, "attention_type", "softmax") != "softmax":
+        raise OnnxExportError(
+            f"attention_type={config.attention_type!r}: the seq2seq export carries a softmax key/value cache; the "
+            "performer's running-sum cache has no ONNX decoder graph yet"
+        )
+    heads = getattr(config, "decoder_attention_heads_per_layer", None) or [config.num_attention_heads]
+    if len(set(heads)) > 1:
+        raise OnnxExportError(f"decoder_attention_heads_per_layer={heads}: the stacked cache needs equal heads per layer")
+    return config.decoder_layers, heads[0], config.hidden_size // config.num_attention_heads
+
+
+def export_seq2seq(model: nn.Module, out_dir: Path, opset: int) -> list[str]:
+    if type(model).__name__ != "TransformerForConditionalGeneration":
+        raise OnnxExportError(f"{type(model).__name__}: no decoder-with-cache graph for this model")
+    layers, heads, head_dim = decoder_cache_shape(model.config)
+    inputs = example_inputs(model, batch_size=2)
+    export_graph(
+        EncoderGraph(model), inputs, out_dir / "encoder.onnx", ["encoder_hidden_states"],
+        dynamic_shapes(inputs, ("input_ids", "attention_mask")), opset, "encoder graph",
+    )  # fmt: skip
+    with torch.no_grad():
+        encoder_hidden_states = EncoderGraph(model)(**inputs)
+    step_inputs = {
+        "decoder_input_ids": torch.full((2, 1), model.config.decoder_start_token_id),
+        "encoder_hidden_states": encoder_hidden_states,
+        "encoder_attention_mask": inputs["attention_mask"],
+        "past": torch.randn(layers, 2, 2, heads, 3, head_dim),
+    }
+    source, past = torch.export.Dim("source"), torch.export.Dim("past", min=0)
+    shapes = {
+        "decoder_input_ids": {0: BATCH},
+        "encoder_hidden_states": {0: BATCH, 1: source},
+        "encoder_attention_mask": {0: BATCH, 1: source},
+        "past": {2: BATCH, 4: past},
+    }
+    export_graph(
+        TransformerDecoderStep(model), step_inputs, out_dir / "decoder.onnx", ["logits", "present"], shapes, opset,
+        "decoder-with-cache graph",
+    )  # fmt: skip
+    return ["encoder.onnx", "decoder.onnx"]
+
+
+class OnnxSeq2SeqGenerator:
+    """Greedy generation in onnxruntime alone, as ``generate(num_beams=1, do_sample=False)`` does it: start from
+    ``decoder_start_token_id``, feed each step's argmax back with the cache, stop a row at ``eos_token_id`` (padding
+    it afterwards with ``pad_token_id``), stop when every row has ended or after ``max_new_tokens``."""
+
+    def __init__(self, folder: str | Path, suffix: str = "", num_threads: int | None = None):
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        self.encoder = session(folder / f"encoder{suffix}.onnx", num_threads)
+        self.decoder = session(folder / f"decoder{suffix}.onnx", num_threads)
+        self.start, self.eos, self.pad = config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]
+        heads = (config.get("decoder_attention_heads_per_layer") or [config["num_attention_heads"]])[0]
+        self.cache_shape = (config["decoder_layers"], 2, heads, config["hidden_size"] // config["num_attention_heads"])
+
+    def generate(self, input_ids, attention_mask, max_new_tokens: int) -> np.ndarray:
+        input_ids, attention_mask = np.asarray(input_ids, dtype=np.int64), np.asarray(attention_mask, dtype=np.int64)
+        batch = input_ids.shape[0]
+        (encoder_hidden_states,) = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        layers, pair, heads, head_dim = self.cache_shape
+        past = np.zeros((layers, pair, batch, heads, 0, head_dim), dtype=np.float32)
+        tokens = np.full((batch, 1), self.start, dtype=np.int64)
+        finished = np.zeros(batch, dtype=bool)
+        for _ in range(max_new_tokens):
+            logits, past = self.decoder.run(None, {
+                "decoder_input_ids": tokens[:, -1:], "encoder_hidden_states": encoder_hidden_states,
+                "encoder_attention_mask": attention_mask, "past": past,
+            })  # fmt: skip
+            next_tokens = np.where(finished, self.pad, logits.argmax(-1))
+            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+            finished |= next_tokens == self.eos
+            if finished.all():
+                break
+        return tokens
+
+
+def check_seq2seq(model: nn.Module, out_dir: Path, suffix: str = "", strict: bool = True, max_new_tokens: int = 8):
+    """Whether onnxruntime's greedy tokens for a batch of 3 equal ``generate()``'s; ``strict``: raise
+    :class:`OnnxExportError` if not (fp32 graphs must agree; int8 ones are only reported)."""
+    inputs = example_inputs(model, batch_size=3, seq_length=11, seed=1)
+    with torch.no_grad():
+        expected = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False).numpy()
+    got = OnnxSeq2SeqGenerator(out_dir, suffix).generate(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
+    identical = got.shape == expected.shape and bool((got == expected).all())
+    if strict and not identical:
+        raise OnnxExportError(f"{out_dir}: onnxruntime greedy tokens {got.tolist()} differ from generate()'s {expected.tolist()}")
+    return identical
+
+
 def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:
     """Config, generation config, tokenizer and image-processor files (everything but weights, code and ``skip``)."""
     for path in model_dir.iterdir():
@@ -278,15 +413,20 @@ def export(model_dir, out_dir, quantize: str | None = None, opset: int = 18, ato
     task = task_of(model)
     report = {"model_dir": str(model_dir), "task": task, "opset": opset}
     if task == SEQ2SEQ:
-        raise OnnxExportError(f"{type(model).__name__}: the seq2seq export (encoder + decoder-with-cache) is not built yet")
-    files = export_classifier(model, out_dir, opset)
-    report["max_abs_logit_difference"] = check_classifier(model, out_dir, atol=atol)
+        files = export_seq2seq(model, out_dir, opset)
+        copy_model_files(model_dir, out_dir)  # the generator reads config.json
+        report["greedy_tokens_identical"] = check_seq2seq(model, out_dir)
+    else:
+        files = export_classifier(model, out_dir, opset)
+        report["max_abs_logit_difference"] = check_classifier(model, out_dir, atol=atol)
     if quantize == "int8":
         for file in list(files):
             target = file.replace(".onnx", "_int8.onnx")
             quantize_dynamic_onnx(out_dir / file, out_dir / target)
             files.append(target)
-        if task != SEQ2SEQ:
+        if task == SEQ2SEQ:
+            report["int8_greedy_tokens_identical"] = check_seq2seq(model, out_dir, "_int8", strict=False)
+        else:
             report["int8_max_abs_logit_difference"] = check_classifier(model, out_dir, "model_int8.onnx", atol=np.inf)
     copy_model_files(model_dir, out_dir)
     report["files"] = {file: (out_dir / file).stat().st_size for file in files}
