@@ -55,7 +55,7 @@ class TransformerConfig(PreTrainedConfig):
     """
 
     model_type = "vaswani_transformer"
-    attribute_map = {"num_hidden_layers": "decoder_layers", "d_model": "hidden_size"}
+    attribute_map = {"d_model": "hidden_size"}
     keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     def __init__(
@@ -96,6 +96,7 @@ class TransformerConfig(PreTrainedConfig):
         use_cache: bool = True,
         **kwargs,
     ):
+        num_hidden_layers = kwargs.pop("num_hidden_layers", None)  # set below, once is_encoder_decoder is known
         for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
             check_int(name, locals()[name])
         check_int("encoder_layers", encoder_layers, minimum=0)
@@ -155,3 +156,19 @@ class TransformerConfig(PreTrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
+        if num_hidden_layers is not None:
+            self.num_hidden_layers = num_hidden_layers
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """transformers' name for the depth of the stack whose states the model returns, which ``generate()``'s caches
+        and the ``output_hidden_states`` indices read: the decoder's in the encoder-decoder, the encoder's when the
+        config is encoder-only (``is_encoder_decoder=False``, as ``TransformerForSequenceClassification`` makes it)."""
+        return self.decoder_layers if self.is_encoder_decoder else self.encoder_layers
+
+    @num_hidden_layers.setter
+    def num_hidden_layers(self, value: int) -> None:
+        if self.is_encoder_decoder:
+            self.decoder_layers = value
+        else:
+            self.encoder_layers = value
