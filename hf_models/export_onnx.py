@@ -8,7 +8,8 @@ text). Per task:
 * image classification (ViT, GFNet, AFNO): ``model.onnx``, ``pixel_values -> logits``. GFNet/AFNO's ``rfft2`` /
   ``irfft2`` become the ONNX ``DFT`` op (opset >= 17).
 * text classification: ``model.onnx``, ``input_ids, attention_mask -> logits``.
-* seq2seq (Transformer, GRU): ``encoder.onnx`` (``input_ids, attention_mask -> encoder_hidden_states``) and
+* seq2seq (Transformer, GRU): ``encoder.onnx`` (``input_ids, attention_mask -> encoder_hidden_states``; the GRU
+  encoder graph has a fixed source length, ``--gru_source_length``, shorter sources are padded to it) and
   ``decoder.onnx``, one greedy step with the decoder's cache as explicit tensors (see
   :class:`OnnxSeq2SeqGenerator`), so generation runs in onnxruntime alone.
 
@@ -37,6 +38,7 @@ from torch import nn
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 IMAGE, TEXT, SEQ2SEQ = "image-classification", "text-classification", "seq2seq"
+GRU_SOURCE_LENGTH = 64  # default fixed source length of the GRU encoder graph (see export_seq2seq)
 
 
 class OnnxExportError(RuntimeError):
@@ -316,64 +318,116 @@ def decoder_cache_shape(config) -> tuple[int, int, int]:
     return config.decoder_layers, heads[0], config.hidden_size // config.num_attention_heads
 
 
-def export_seq2seq(model: nn.Module, out_dir: Path, opset: int) -> list[str]:
-    if type(model).__name__ != "TransformerForConditionalGeneration":
-        raise OnnxExportError(f"{type(model).__name__}: no decoder-with-cache graph for this model")
-    layers, heads, head_dim = decoder_cache_shape(model.config)
-    inputs = example_inputs(model, batch_size=2)
+class GRUEncoderGraph(EncoderGraph):
+    """The GRU encoder plus what the decoder starts from: ``input_ids, attention_mask -> encoder_hidden_states,
+    hidden (layers, batch, hidden_size) = s_0, attention_keys`` (the encoder states projected for scoring once)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self.decoder = model.get_decoder()
+
+    def forward(self, input_ids, attention_mask):
+        encoded = self.encoder(input_ids, attention_mask, return_dict=True)
+        states = encoded.last_hidden_state
+        hidden = self.decoder.initial_hidden(encoded.final_hidden_state)
+        return states, hidden, self.decoder.attention.project_keys(states)
+
+
+class GRUDecoderStep(nn.Module):
+    """One GRU decoding step: ``(decoder_input_ids (batch, 1), encoder_hidden_states, encoder_attention_mask, hidden,
+    attention_keys) -> (logits (batch, vocab), next_hidden)``; the GRU state is the whole cache."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.decoder, self.lm_head = model.get_decoder(), model.lm_head
+
+    def forward(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask, hidden, attention_keys):
+        attentional, _, step_hidden, _ = self.decoder(
+            decoder_input_ids, encoder_hidden_states, encoder_attention_mask, hidden, attention_keys
+        )
+        return self.lm_head(attentional[:, -1]), step_hidden[:, :, -1]
+
+
+def export_seq2seq(model: nn.Module, out_dir: Path, opset: int, source_length: int = GRU_SOURCE_LENGTH) -> list[str]:
+    """``encoder.onnx`` and ``decoder.onnx``; the decoder's second input after the encoder mask is its recurrent
+    state (the Transformer's ``past``, the GRU's ``hidden``) and its second output the updated one."""
+    name = type(model).__name__
+    if name not in ("TransformerForConditionalGeneration", "GRUSeq2SeqForConditionalGeneration"):
+        raise OnnxExportError(f"{name}: no decoder-with-cache graph for this model")
+    gru = name.startswith("GRU")
+    # torch.gru's ONNX GRU node comes out with the traced source length baked in: the GRU encoder graph takes a
+    # fixed ``source_length``, and OnnxSeq2SeqGenerator right-pads shorter sources to it (the encoder masks padding)
+    inputs = example_inputs(model, batch_size=2, seq_length=source_length if gru else 7)
+    encoder = (GRUEncoderGraph if gru else EncoderGraph)(model).eval()
+    encoder_outputs = ["encoder_hidden_states", "hidden", "attention_keys"] if gru else ["encoder_hidden_states"]
     export_graph(
-        EncoderGraph(model), inputs, out_dir / "encoder.onnx", ["encoder_hidden_states"],
-        dynamic_shapes(inputs, ("input_ids", "attention_mask")), opset, "encoder graph",
+        encoder, inputs, out_dir / "encoder.onnx", encoder_outputs,
+        dynamic_shapes(inputs, () if gru else ("input_ids", "attention_mask")), opset, "encoder graph",
     )  # fmt: skip
     with torch.no_grad():
-        encoder_hidden_states = EncoderGraph(model)(**inputs)
+        encoded = encoder(**inputs)
+    source = torch.export.Dim("source")
     step_inputs = {
         "decoder_input_ids": torch.full((2, 1), model.config.decoder_start_token_id),
-        "encoder_hidden_states": encoder_hidden_states,
+        "encoder_hidden_states": encoded[0] if gru else encoded,
         "encoder_attention_mask": inputs["attention_mask"],
-        "past": torch.randn(layers, 2, 2, heads, 3, head_dim),
     }
-    source, past = torch.export.Dim("source"), torch.export.Dim("past", min=0)
     shapes = {
         "decoder_input_ids": {0: BATCH},
         "encoder_hidden_states": {0: BATCH, 1: source},
         "encoder_attention_mask": {0: BATCH, 1: source},
-        "past": {2: BATCH, 4: past},
     }
-    export_graph(
-        TransformerDecoderStep(model), step_inputs, out_dir / "decoder.onnx", ["logits", "present"], shapes, opset,
-        "decoder-with-cache graph",
-    )  # fmt: skip
+    if gru:
+        step_inputs.update(hidden=encoded[1], attention_keys=encoded[2])
+        shapes.update(hidden={1: BATCH}, attention_keys={0: BATCH, 1: source})
+        step, outputs = GRUDecoderStep(model), ["logits", "next_hidden"]
+    else:
+        layers, heads, head_dim = decoder_cache_shape(model.config)
+        step_inputs["past"] = torch.randn(layers, 2, 2, heads, 3, head_dim)
+        shapes["past"] = {2: BATCH, 4: torch.export.Dim("past", min=0)}
+        step, outputs = TransformerDecoderStep(model), ["logits", "present"]
+    export_graph(step, step_inputs, out_dir / "decoder.onnx", outputs, shapes, opset, "decoder-with-cache graph")
     return ["encoder.onnx", "decoder.onnx"]
 
 
 class OnnxSeq2SeqGenerator:
     """Greedy generation in onnxruntime alone, as ``generate(num_beams=1, do_sample=False)`` does it: start from
-    ``decoder_start_token_id``, feed each step's argmax back with the cache, stop a row at ``eos_token_id`` (padding
-    it afterwards with ``pad_token_id``), stop when every row has ended or after ``max_new_tokens``."""
+    ``decoder_start_token_id``, feed each step's argmax back with the decoder's recurrent state, stop a row at
+    ``eos_token_id`` (padding it afterwards with ``pad_token_id``), stop when every row has ended or after
+    ``max_new_tokens``. The recurrent state starts as the encoder's output of the same name (GRU ``hidden``) or empty
+    (Transformer ``past``, length 0)."""
 
     def __init__(self, folder: str | Path, suffix: str = "", num_threads: int | None = None):
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
         self.encoder = session(folder / f"encoder{suffix}.onnx", num_threads)
         self.decoder = session(folder / f"decoder{suffix}.onnx", num_threads)
+        self.encoder_outputs = [output.name for output in self.encoder.get_outputs()]
+        self.state_inputs = [item.name for item in self.decoder.get_inputs()][3:]
         self.start, self.eos, self.pad = config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]
-        heads = (config.get("decoder_attention_heads_per_layer") or [config["num_attention_heads"]])[0]
-        self.cache_shape = (config["decoder_layers"], 2, heads, config["hidden_size"] // config["num_attention_heads"])
+        if "past" in self.state_inputs:
+            heads = (config.get("decoder_attention_heads_per_layer") or [config["num_attention_heads"]])[0]
+            self.past_shape = (config["decoder_layers"], 2, heads, config["hidden_size"] // config["num_attention_heads"])
 
     def generate(self, input_ids, attention_mask, max_new_tokens: int) -> np.ndarray:
         input_ids, attention_mask = np.asarray(input_ids, dtype=np.int64), np.asarray(attention_mask, dtype=np.int64)
-        batch = input_ids.shape[0]
-        (encoder_hidden_states,) = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
-        layers, pair, heads, head_dim = self.cache_shape
-        past = np.zeros((layers, pair, batch, heads, 0, head_dim), dtype=np.float32)
+        batch, length = input_ids.shape
+        fixed = self.encoder.get_inputs()[0].shape[1]
+        if isinstance(fixed, int) and length != fixed:  # a graph with a fixed source length (the GRU's)
+            if length > fixed:
+                raise ValueError(f"this encoder graph takes sources of at most {fixed} tokens, got {length}")
+            input_ids = np.pad(input_ids, ((0, 0), (0, fixed - length)), constant_values=self.pad)
+            attention_mask = np.pad(attention_mask, ((0, 0), (0, fixed - length)))
+        encoded = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        feed = dict(zip(self.encoder_outputs, encoded), encoder_attention_mask=attention_mask)
+        if "past" in self.state_inputs:
+            layers, pair, heads, head_dim = self.past_shape
+            feed["past"] = np.zeros((layers, pair, batch, heads, 0, head_dim), dtype=np.float32)
+        feed = {name: feed[name] for name in ("encoder_hidden_states", "encoder_attention_mask", *self.state_inputs)}
         tokens = np.full((batch, 1), self.start, dtype=np.int64)
         finished = np.zeros(batch, dtype=bool)
         for _ in range(max_new_tokens):
-            logits, past = self.decoder.run(None, {
-                "decoder_input_ids": tokens[:, -1:], "encoder_hidden_states": encoder_hidden_states,
-                "encoder_attention_mask": attention_mask, "past": past,
-            })  # fmt: skip
+            logits, feed[self.state_inputs[0]] = self.decoder.run(None, {"decoder_input_ids": tokens[:, -1:], **feed})
             next_tokens = np.where(finished, self.pad, logits.argmax(-1))
             tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
             finished |= next_tokens == self.eos
@@ -402,7 +456,10 @@ def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ())
             shutil.copy2(path, out_dir / path.name)
 
 
-def export(model_dir, out_dir, quantize: str | None = None, opset: int = 18, atol: float = 1e-4) -> dict:
+def export(
+    model_dir, out_dir, quantize: str | None = None, opset: int = 18, atol: float = 1e-4,
+    gru_source_length: int = GRU_SOURCE_LENGTH,
+) -> dict:  # fmt: skip
     """Exports the model saved in ``model_dir`` to ``out_dir``, checks it in onnxruntime, and returns a report:
     the graphs written and the measured deviation from PyTorch."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -413,7 +470,7 @@ def export(model_dir, out_dir, quantize: str | None = None, opset: int = 18, ato
     task = task_of(model)
     report = {"model_dir": str(model_dir), "task": task, "opset": opset}
     if task == SEQ2SEQ:
-        files = export_seq2seq(model, out_dir, opset)
+        files = export_seq2seq(model, out_dir, opset, gru_source_length)
         copy_model_files(model_dir, out_dir)  # the generator reads config.json
         report["greedy_tokens_identical"] = check_seq2seq(model, out_dir)
     else:
@@ -441,9 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=["int8"], help="also write dynamically int8-quantised graphs")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17 for the FFT models' DFT op)")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest |ORT - PyTorch| logit difference accepted")
+    parser.add_argument("--gru_source_length", type=int, default=GRU_SOURCE_LENGTH,
+                        help="GRU translators: the encoder graph's fixed source length (shorter sources are padded)")
     args = parser.parse_args(argv)
     try:
-        report = export(args.model_dir, args.out_dir, args.quantize, args.opset, args.atol)
+        report = export(args.model_dir, args.out_dir, args.quantize, args.opset, args.atol, args.gru_source_length)
     except (OnnxExportError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
