@@ -62,6 +62,22 @@ def register_family(
         image_processor.register_for_auto_class("AutoImageProcessor")
 
 
+def add_base_model_auto_map(head) -> None:
+    """Adds the ``AutoModel`` entry of the family's registered base model to ``head.config.auto_map`` when the head
+    is (subclasses) or holds (as ``head.base_model``) that base model, so that AutoModel finds the head's weights.
+    The head's module imports the base model's, so the code that save_pretrained copies has it."""
+    config = head.config
+    try:
+        base_class = AutoModel._model_mapping[type(config)]
+    except KeyError:
+        return
+    if getattr(base_class, "_auto_class", None) != "AutoModel" or not isinstance(head.base_model, base_class):
+        return
+    auto_map = dict(getattr(config, "auto_map", None) or {})
+    auto_map["AutoModel"] = f"{base_class.__module__.split('.')[-1]}.{base_class.__name__}"
+    config.auto_map = auto_map
+
+
 def saving_auto_map_and_pipeline(save_pretrained, pipeline: tuple[str, type] | None):
     """Wraps a head's ``save_pretrained``: adds the base model's ``auto_map`` entry and ``pipeline``'s
     ``custom_pipelines`` entry to the config, and copies the code of every pipeline the config names."""
@@ -71,9 +87,7 @@ def saving_auto_map_and_pipeline(save_pretrained, pipeline: tuple[str, type] | N
         if os.path.isfile(save_directory):
             return save_pretrained(self, save_directory, *args, **kwargs)  # transformers reports the error
         os.makedirs(save_directory, exist_ok=True)
-        base_model = self.base_model
-        if base_model is not self and getattr(base_model, "_auto_class", None) == "AutoModel":
-            custom_object_save(base_model, save_directory, config=self.config)
+        add_base_model_auto_map(self)
         if pipeline is not None:
             add_custom_pipeline(self.config, *pipeline)
         write_custom_pipelines(self.config, save_directory)

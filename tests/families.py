@@ -173,26 +173,6 @@ TEXT, GRU, VISION = "text-contracts", "gru-contracts", "vision-contracts"
 EXPECTED_FAILURES: dict[tuple[str, str], str] = {
     (family, check): f"{contract} - fixed on branch {branch}"
     for family, check, contract, branch in [
-        ("transformer-translation", "return_dict", "return_dict=None / config.return_dict honoured", TEXT),
-        ("transformer-translation", "hidden_states_from_config", "config.output_hidden_states honoured", TEXT),
-        ("transformer-translation", "attentions_from_config", "config.output_attentions honoured", TEXT),
-        ("transformer-translation", "gradient_checkpointing", "gradient checkpointing", TEXT),
-        ("transformer-translation", "onnx_export", "ONNX export (no int(position_ids.max()))", TEXT),
-        ("transformer-text-classification", "return_dict", "return_dict=None / config.return_dict honoured", TEXT),
-        ("transformer-text-classification", "hidden_states_from_config", "config.output_hidden_states honoured", TEXT),
-        ("transformer-text-classification", "attentions_from_config", "config.output_attentions honoured", TEXT),
-        ("transformer-text-classification", "gradient_checkpointing", "gradient checkpointing", TEXT),
-        ("transformer-text-classification", "onnx_export", "ONNX export (no int(position_ids.max()))", TEXT),
-        ("gru-translation", "gradient_checkpointing", "gradient checkpointing", GRU),
-        ("gru-translation", "onnx_export", "ONNX export (no torch.equal)", GRU),
-        ("vit", "return_dict", "config.return_dict=False: the head reads a tuple", VISION),
-        ("vit", "gradient_checkpointing", "gradient checkpointing", VISION),
-        ("gfnet", "return_dict", "config.return_dict=False: the head reads a tuple", VISION),
-        ("gfnet", "gradient_checkpointing", "gradient checkpointing", VISION),
-        ("afno", "return_dict", "config.return_dict=False: the head reads a tuple", VISION),
-        ("afno", "gradient_checkpointing", "gradient checkpointing", VISION),
-        ("afno", "onnx_export", "ONNX export (complex einsum)", VISION),
-        ("gru-translation", "fresh_automodel", "AutoModel: a GRUSeq2SeqModel base class", GRU),
         # The classifier's base model is its TransformerEncoder, whose base_model_prefix ("model") does not name the
         # classifier's "encoder." weights: AutoModel needs an encoder-only base class in modeling_transformer.py.
         ("transformer-text-classification", "fresh_automodel", "AutoModel: an encoder-only base class", TEXT),
