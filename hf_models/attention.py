@@ -123,12 +123,15 @@ def gaussian_orthogonal_random_matrix(
 ) -> torch.Tensor:
     """``(num_features, dim)`` rows w_i ~ N(0, I_d) made exactly orthogonal within each block of ``dim`` rows (the QR
     of a Gaussian matrix), each row rescaled to the norm of an independent Gaussian vector (chi distribution with
-    ``dim`` degrees of freedom), so every row is still marginally N(0, I_d): FAVOR+'s orthogonal random features."""
+    ``dim`` degrees of freedom), so every row is still marginally N(0, I_d): FAVOR+'s orthogonal random features.
+
+    Drawn in fp32 whatever the default dtype (``from_config(..., dtype=torch.bfloat16)`` sets it while the model is
+    built, and there is no bf16 QR); the caller's buffer takes its own dtype on copy."""
     blocks = []
     for _ in range(math.ceil(num_features / dim)):
-        orthogonal, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+        orthogonal, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float32))
         blocks.append(orthogonal.T)
-    norms = torch.randn(num_features, dim, generator=generator).norm(dim=1, keepdim=True)
+    norms = torch.randn(num_features, dim, generator=generator, dtype=torch.float32).norm(dim=1, keepdim=True)
     return torch.cat(blocks)[:num_features] * norms
 
 
@@ -631,6 +634,11 @@ class MultiHeadAttention(nn.Module):
         if output_attentions:
             raise ValueError(
                 "output_attentions needs attention_type='softmax': performer attention never forms the attention matrix"
+            )
+        if torch.compiler.is_exporting():
+            raise NotImplementedError(
+                "attention_type='performer' cannot be exported: FAVOR+ loops in Python over blocks of the sequence, "
+                "which torch.export would freeze to the example input's length; export a softmax-attention model"
             )
         if self.training and self.redraw_interval:
             if self._training_calls_since_redraw >= self.redraw_interval:

@@ -159,6 +159,11 @@ class TransformerConfig(PreTrainedConfig):
         if num_hidden_layers is not None:
             self.num_hidden_layers = num_hidden_layers
 
+    def to_diff_dict(self) -> dict:
+        """Keeps ``is_encoder_decoder`` even when False: that is transformers' default but not this class's, so without
+        it a saved encoder-only (classifier) config would reload as an encoder-decoder one."""
+        return {**super().to_diff_dict(), "is_encoder_decoder": self.is_encoder_decoder}
+
     @property
     def num_hidden_layers(self) -> int:
         """transformers' name for the depth of the stack whose states the model returns, which ``generate()``'s caches

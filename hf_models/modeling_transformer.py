@@ -141,6 +141,13 @@ class TransformerPreTrainedModel(PreTrainedModel):
     # dividing the loss by the gradient-accumulation steps.
     accepts_loss_kwargs = False
 
+    def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
+        """transformers ties nothing unless ``config.tie_word_embeddings``; ``share_embeddings`` ties the encoder's and
+        the decoder's embeddings to ``shared`` either way. ``_tied_weights_keys`` is built from both switches."""
+        if all_submodels or not self._tied_weights_keys:
+            return super().get_expanded_tied_weights_keys(all_submodels)
+        return dict(self._tied_weights_keys)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         """Xavier-uniform linear layers and N(0, d_model^-0.5) embeddings, as in fairseq's reference Transformer
@@ -184,17 +191,18 @@ class TransformerEmbeddings(nn.Module):
 
 
 class TransformerStack(TransformerPreTrainedModel):
-    """What the encoder and decoder stacks share: token embeddings (their own, or one matrix passed in to share),
-    positions, N layers, and in pre-LN mode the final LayerNorm that the last residual stream needs.
+    """What the encoder and decoder stacks share: token embeddings, positions, N layers, and in pre-LN mode the final
+    LayerNorm that the last residual stream needs. Each stack owns its embedding module; sharing one matrix between
+    stacks (and the LM head) is parameter tying through ``_tied_weights_keys``, as on MarianMT, so that loading a
+    checkpoint that lacks some of the tied names still materialises and ties every one of them.
 
     ``hidden_states`` / ``attentions`` are recorded by transformers' ``capture_outputs`` from the modules named in
     ``_can_record_outputs``: the embedding output, then every layer's output (the last one replaced by
     ``last_hidden_state``, i.e. after pre-LN's final LayerNorm), so a stack of N layers returns N + 1 states."""
 
-    def __init__(self, config: TransformerConfig, layer_class, num_layers: int, embed_tokens: nn.Embedding | None):
+    def __init__(self, config: TransformerConfig, layer_class, num_layers: int):
         super().__init__(config)
-        if embed_tokens is None:
-            embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.embeddings = TransformerEmbeddings(config, embed_tokens)
         self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
@@ -229,8 +237,8 @@ class TransformerEncoder(TransformerStack):
         "attentions": OutputRecorder(MultiHeadAttention, index=1),
     }
 
-    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
-        super().__init__(config, TransformerEncoderLayer, config.encoder_layers, embed_tokens)
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config, TransformerEncoderLayer, config.encoder_layers)
 
     @capture_outputs
     def forward(
@@ -252,8 +260,8 @@ class TransformerDecoder(TransformerStack):
         "cross_attentions": OutputRecorder(MultiHeadAttention, index=1, layer_name="encoder_attn"),
     }
 
-    def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
-        super().__init__(config, TransformerDecoderLayer, config.decoder_layers, embed_tokens)
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config, TransformerDecoderLayer, config.decoder_layers)
 
     @merge_with_config_defaults  # use_cache from the config, and off while gradient checkpointing recomputes layers
     @capture_outputs
@@ -307,8 +315,8 @@ class TransformerModel(TransformerPreTrainedModel):
                 "encoder.embeddings.embed_tokens.weight": "shared.weight",
                 "decoder.embeddings.embed_tokens.weight": "shared.weight",
             }
-        self.encoder = TransformerEncoder(config, self.shared if config.share_embeddings else None)
-        self.decoder = TransformerDecoder(config, self.shared if config.share_embeddings else None)
+        self.encoder = TransformerEncoder(config)
+        self.decoder = TransformerDecoder(config)
         self.post_init()
 
     def get_input_embeddings(self):

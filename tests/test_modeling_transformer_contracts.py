@@ -208,3 +208,101 @@ def test_flex_attention_refuses_what_it_cannot_do_with_a_clear_error():
     performer = seq2seq(attn_implementation="flex_attention", attention_type="performer")
     with pytest.raises(ValueError, match="flex_attention applies to softmax attention only"):
         performer(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+
+def test_inputs_embeds_give_the_outputs_of_their_input_ids():
+    """``inputs_embeds`` are the embedding matrix's rows, as ``get_input_embeddings()(ids)`` gives them: the model
+    scales them by sqrt(d_model) like the ids' embeddings."""
+    input_ids, attention_mask, labels = batch()
+    model = seq2seq()
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        from_ids = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+        from_embeds = model(
+            inputs_embeds=embed(input_ids), attention_mask=attention_mask, decoder_inputs_embeds=embed(labels)
+        ).logits
+        torch.testing.assert_close(from_embeds, from_ids, rtol=0, atol=0)
+        text = classifier()
+        embed = text.get_input_embeddings()
+        torch.testing.assert_close(
+            text(inputs_embeds=embed(input_ids), attention_mask=attention_mask).logits,
+            text(input_ids=input_ids, attention_mask=attention_mask).logits,
+            rtol=0,
+            atol=0,
+        )
+
+
+def parameters_on_meta(model) -> list[str]:
+    return [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": False}, {"share_embeddings": False}])
+def test_missing_weights_are_initialised_and_tied_not_left_on_meta(overrides):
+    model = TransformerForConditionalGeneration.from_pretrained(
+        None, config=TransformerConfig(**TINY, **overrides), state_dict={}
+    )
+    assert parameters_on_meta(model) == []
+    if overrides.get("share_embeddings", True):
+        shared = model.model.shared.weight
+        assert model.model.encoder.embeddings.embed_tokens.weight is shared
+        assert model.model.decoder.embeddings.embed_tokens.weight is shared
+        assert (model.lm_head.weight is shared) == overrides.get("tie_word_embeddings", True)
+
+
+def test_checkpoint_holding_the_tied_matrix_under_another_name_loads_it_everywhere(tmp_path):
+    """A checkpoint with the shared matrix under ``lm_head.weight`` only (as other tools write tied weights)."""
+    from safetensors.torch import load_file, save_file
+
+    model = seq2seq()
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state["lm_head.weight"] = state.pop("model.shared.weight")
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = TransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert parameters_on_meta(loaded) == []
+    assert loaded.model.shared.weight is loaded.lm_head.weight is loaded.model.encoder.embeddings.embed_tokens.weight
+    input_ids, attention_mask, labels = batch()
+    with torch.no_grad():
+        expected = model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+        actual = loaded(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=labels).logits
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+# config.json of a text classifier as the code before num_hidden_layers followed the encoder wrote it (abridged to the
+# fields that matter; transformers fills in the rest): it reported num_hidden_layers = decoder_layers = 0.
+OLD_CLASSIFIER_CONFIG = {
+    "architectures": ["TransformerForSequenceClassification"],
+    "model_type": "vaswani_transformer",
+    "vocab_size": 50, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+    "encoder_layers": 2, "decoder_layers": 0, "is_encoder_decoder": True, "share_embeddings": True,
+    "tie_word_embeddings": True, "init_std": 0.1767766952966369, "classifier_pooling": "mean", "use_cache": True,
+    "id2label": {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1, "LABEL_2": 2},
+    "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "decoder_start_token_id": 1,
+    "transformers_version": "5.24.0",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("is_encoder_decoder", [True, False])  # tests' configs / the recipe's
+def test_text_classifier_reports_its_encoder_layers_and_old_configs_still_load(tmp_path, is_encoder_decoder):
+    import json
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    (tmp_path / "config.json").write_text(json.dumps({**OLD_CLASSIFIER_CONFIG, "is_encoder_decoder": is_encoder_decoder}))
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(tmp_path))
+    assert isinstance(model, TransformerForSequenceClassification)
+    assert model.config.num_hidden_layers == model.config.encoder_layers == 2 and not model.config.is_encoder_decoder
+    input_ids, attention_mask, _ = batch()
+    assert len(model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states) == 3
+    model.save_pretrained(tmp_path / "again")
+    assert AutoConfig.from_pretrained(tmp_path / "again").num_hidden_layers == 2
+
+
+def test_seq2seq_num_hidden_layers_is_the_decoder_depth_and_can_be_set():
+    config = TransformerConfig(**TINY)
+    assert config.num_hidden_layers == TINY["decoder_layers"]
+    config.num_hidden_layers = 5
+    assert config.decoder_layers == 5 and config.encoder_layers == TINY["encoder_layers"]
+    assert TransformerConfig(**{**TINY, "num_hidden_layers": 4}).decoder_layers == 4
+    encoder_only = TransformerConfig(**TINY, is_encoder_decoder=False, num_hidden_layers=4)
+    assert encoder_only.encoder_layers == encoder_only.num_hidden_layers == 4

@@ -351,6 +351,24 @@ def test_bf16_autocast_gives_finite_outputs_with_the_features_in_fp32(monkeypatc
     assert seen and all(entry == (torch.float32, torch.float32, False) for entry in seen)
 
 
+@pytest.mark.parametrize("auto_class", [AutoModelForSeq2SeqLM, AutoModelForSequenceClassification])
+def test_a_bf16_model_from_config_draws_its_features_and_gives_finite_outputs(auto_class):
+    """``from_config(dtype=torch.bfloat16)`` builds the model under a bf16 default dtype; the features are drawn in fp32
+    (there is no bf16 QR) and stored in the model's dtype."""
+    torch.manual_seed(0)
+    model = auto_class.from_config(performer_config(), dtype=torch.bfloat16).eval()
+    encoder = model.get_encoder() if auto_class is AutoModelForSeq2SeqLM else model.encoder
+    projection = encoder.layers[0].self_attn.feature_projection
+    assert projection.dtype == torch.bfloat16 and projection.abs().sum() > 0
+    input_ids, attention_mask, decoder_input_ids = seq2seq_batch()
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask)
+    if auto_class is AutoModelForSeq2SeqLM:
+        inputs["decoder_input_ids"] = decoder_input_ids
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
 def test_features_are_redrawn_only_in_training_at_the_interval():
     model = tiny_seq2seq(performer_redraw_interval=2)
     layer = model.model.encoder.layers[0].self_attn
