@@ -8,7 +8,8 @@ text). Per task:
 * image classification (ViT, GFNet, AFNO): ``model.onnx``, ``pixel_values -> logits``. GFNet/AFNO's ``rfft2`` /
   ``irfft2`` become the ONNX ``DFT`` op (opset >= 17).
 * text classification: ``model.onnx``, ``input_ids, attention_mask -> logits``.
-* seq2seq (Transformer, GRU): ``encoder.onnx`` (``input_ids, attention_mask -> encoder_hidden_states``) and
+* seq2seq (Transformer, GRU): ``encoder.onnx`` (``input_ids, attention_mask -> encoder_hidden_states``; the GRU
+  encoder graph has a fixed source length, ``--gru_source_length``, shorter sources are padded to it) and
   ``decoder.onnx``, one greedy step with the decoder's cache as explicit tensors (see
   :class:`OnnxSeq2SeqGenerator`), so generation runs in onnxruntime alone.
 
@@ -37,6 +38,7 @@ from torch import nn
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 IMAGE, TEXT, SEQ2SEQ = "image-classification", "text-classification", "seq2seq"
+GRU_SOURCE_LENGTH = 64  # default fixed source length of the GRU encoder graph (see export_seq2seq)
 
 
 class OnnxExportError(RuntimeError):
@@ -260,6 +262,193 @@ def quantize_static_onnx(
     )
 
 
+class EncoderGraph(nn.Module):
+    """A seq2seq model's encoder as the graph the exporter traces: ``input_ids, attention_mask -> hidden states``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.encoder = model.get_encoder()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+
+
+class TransformerDecoderStep(nn.Module):
+    """One decoding step of the Transformer with its self-attention cache as one tensor, so onnxruntime can loop:
+    ``(decoder_input_ids (batch, 1), encoder_hidden_states, encoder_attention_mask, past) -> (logits (batch, vocab),
+    present)``. ``past`` is ``(layers, 2, batch, heads, past_length, head_dim)`` (keys, values), empty (length 0) at
+    the first step; ``present`` is the same with this step appended. Cross-attention keys and values are recomputed
+    from ``encoder_hidden_states`` at every step (one graph, no second "first step" graph)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask, past):
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        from .seq2seq import CACHE_FIELD
+
+        self_cache = DynamicCache(config=self.model.config)
+        for layer in range(past.shape[0]):
+            self_cache.update(past[layer, 0], past[layer, 1], layer)
+        cache = EncoderDecoderCache(self_cache, DynamicCache(config=self.model.config))
+        outputs = self.model(
+            encoder_outputs=(encoder_hidden_states,),
+            attention_mask=encoder_attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=True,
+            return_dict=True,
+            **{CACHE_FIELD: cache},
+        )
+        present = torch.stack([torch.stack((layer.keys, layer.values)) for layer in self_cache.layers])
+        return outputs.logits[:, -1], present
+
+
+def decoder_cache_shape(config) -> tuple[int, int, int]:
+    """``(layers, heads, head_dim)`` of the stacked self-attention cache; pruned decoders need equal heads per layer."""
+    if getattr(config, "attention_type", "softmax") != "softmax":
+        raise OnnxExportError(
+            f"attention_type={config.attention_type!r}: the seq2seq export carries a softmax key/value cache; the "
+            "performer's running-sum cache has no ONNX decoder graph yet"
+        )
+    heads = getattr(config, "decoder_attention_heads_per_layer", None) or [config.num_attention_heads]
+    if len(set(heads)) > 1:
+        raise OnnxExportError(f"decoder_attention_heads_per_layer={heads}: the stacked cache needs equal heads per layer")
+    return config.decoder_layers, heads[0], config.hidden_size // config.num_attention_heads
+
+
+class GRUEncoderGraph(EncoderGraph):
+    """The GRU encoder plus what the decoder starts from: ``input_ids, attention_mask -> encoder_hidden_states,
+    hidden (layers, batch, hidden_size) = s_0, attention_keys`` (the encoder states projected for scoring once)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self.decoder = model.get_decoder()
+
+    def forward(self, input_ids, attention_mask):
+        encoded = self.encoder(input_ids, attention_mask, return_dict=True)
+        states = encoded.last_hidden_state
+        hidden = self.decoder.initial_hidden(encoded.final_hidden_state)
+        return states, hidden, self.decoder.attention.project_keys(states)
+
+
+class GRUDecoderStep(nn.Module):
+    """One GRU decoding step: ``(decoder_input_ids (batch, 1), encoder_hidden_states, encoder_attention_mask, hidden,
+    attention_keys) -> (logits (batch, vocab), next_hidden)``; the GRU state is the whole cache."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.decoder, self.lm_head = model.get_decoder(), model.lm_head
+
+    def forward(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask, hidden, attention_keys):
+        attentional, _, step_hidden, _ = self.decoder(
+            decoder_input_ids, encoder_hidden_states, encoder_attention_mask, hidden, attention_keys
+        )
+        return self.lm_head(attentional[:, -1]), step_hidden[:, :, -1]
+
+
+def export_seq2seq(model: nn.Module, out_dir: Path, opset: int, source_length: int = GRU_SOURCE_LENGTH) -> list[str]:
+    """``encoder.onnx`` and ``decoder.onnx``; the decoder's second input after the encoder mask is its recurrent
+    state (the Transformer's ``past``, the GRU's ``hidden``) and its second output the updated one."""
+    name = type(model).__name__
+    if name not in ("TransformerForConditionalGeneration", "GRUSeq2SeqForConditionalGeneration"):
+        raise OnnxExportError(f"{name}: no decoder-with-cache graph for this model")
+    gru = name.startswith("GRU")
+    # torch.gru's ONNX GRU node comes out with the traced source length baked in: the GRU encoder graph takes a
+    # fixed ``source_length``, and OnnxSeq2SeqGenerator right-pads shorter sources to it (the encoder masks padding)
+    inputs = example_inputs(model, batch_size=2, seq_length=source_length if gru else 7)
+    encoder = (GRUEncoderGraph if gru else EncoderGraph)(model).eval()
+    encoder_outputs = ["encoder_hidden_states", "hidden", "attention_keys"] if gru else ["encoder_hidden_states"]
+    export_graph(
+        encoder, inputs, out_dir / "encoder.onnx", encoder_outputs,
+        dynamic_shapes(inputs, () if gru else ("input_ids", "attention_mask")), opset, "encoder graph",
+    )  # fmt: skip
+    with torch.no_grad():
+        encoded = encoder(**inputs)
+    source = torch.export.Dim("source")
+    step_inputs = {
+        "decoder_input_ids": torch.full((2, 1), model.config.decoder_start_token_id),
+        "encoder_hidden_states": encoded[0] if gru else encoded,
+        "encoder_attention_mask": inputs["attention_mask"],
+    }
+    shapes = {
+        "decoder_input_ids": {0: BATCH},
+        "encoder_hidden_states": {0: BATCH, 1: source},
+        "encoder_attention_mask": {0: BATCH, 1: source},
+    }
+    if gru:
+        step_inputs.update(hidden=encoded[1], attention_keys=encoded[2])
+        shapes.update(hidden={1: BATCH}, attention_keys={0: BATCH, 1: source})
+        step, outputs = GRUDecoderStep(model), ["logits", "next_hidden"]
+    else:
+        layers, heads, head_dim = decoder_cache_shape(model.config)
+        step_inputs["past"] = torch.randn(layers, 2, 2, heads, 3, head_dim)
+        shapes["past"] = {2: BATCH, 4: torch.export.Dim("past", min=0)}
+        step, outputs = TransformerDecoderStep(model), ["logits", "present"]
+    export_graph(step, step_inputs, out_dir / "decoder.onnx", outputs, shapes, opset, "decoder-with-cache graph")
+    return ["encoder.onnx", "decoder.onnx"]
+
+
+class OnnxSeq2SeqGenerator:
+    """Greedy generation in onnxruntime alone, as ``generate(num_beams=1, do_sample=False)`` does it: start from
+    ``decoder_start_token_id``, feed each step's argmax back with the decoder's recurrent state, stop a row at
+    ``eos_token_id`` (padding it afterwards with ``pad_token_id``), stop when every row has ended or after
+    ``max_new_tokens``. The recurrent state starts as the encoder's output of the same name (GRU ``hidden``) or empty
+    (Transformer ``past``, length 0)."""
+
+    def __init__(self, folder: str | Path, suffix: str = "", num_threads: int | None = None):
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        self.encoder = session(folder / f"encoder{suffix}.onnx", num_threads)
+        self.decoder = session(folder / f"decoder{suffix}.onnx", num_threads)
+        self.encoder_outputs = [output.name for output in self.encoder.get_outputs()]
+        self.state_inputs = [item.name for item in self.decoder.get_inputs()][3:]
+        self.start, self.eos, self.pad = config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]
+        if "past" in self.state_inputs:
+            heads = (config.get("decoder_attention_heads_per_layer") or [config["num_attention_heads"]])[0]
+            self.past_shape = (config["decoder_layers"], 2, heads, config["hidden_size"] // config["num_attention_heads"])
+
+    def generate(self, input_ids, attention_mask, max_new_tokens: int) -> np.ndarray:
+        input_ids, attention_mask = np.asarray(input_ids, dtype=np.int64), np.asarray(attention_mask, dtype=np.int64)
+        batch, length = input_ids.shape
+        fixed = self.encoder.get_inputs()[0].shape[1]
+        if isinstance(fixed, int) and length != fixed:  # a graph with a fixed source length (the GRU's)
+            if length > fixed:
+                raise ValueError(f"this encoder graph takes sources of at most {fixed} tokens, got {length}")
+            input_ids = np.pad(input_ids, ((0, 0), (0, fixed - length)), constant_values=self.pad)
+            attention_mask = np.pad(attention_mask, ((0, 0), (0, fixed - length)))
+        encoded = self.encoder.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        feed = dict(zip(self.encoder_outputs, encoded), encoder_attention_mask=attention_mask)
+        if "past" in self.state_inputs:
+            layers, pair, heads, head_dim = self.past_shape
+            feed["past"] = np.zeros((layers, pair, batch, heads, 0, head_dim), dtype=np.float32)
+        feed = {name: feed[name] for name in ("encoder_hidden_states", "encoder_attention_mask", *self.state_inputs)}
+        tokens = np.full((batch, 1), self.start, dtype=np.int64)
+        finished = np.zeros(batch, dtype=bool)
+        for _ in range(max_new_tokens):
+            logits, feed[self.state_inputs[0]] = self.decoder.run(None, {"decoder_input_ids": tokens[:, -1:], **feed})
+            next_tokens = np.where(finished, self.pad, logits.argmax(-1))
+            tokens = np.concatenate([tokens, next_tokens[:, None]], axis=1)
+            finished |= next_tokens == self.eos
+            if finished.all():
+                break
+        return tokens
+
+
+def check_seq2seq(model: nn.Module, out_dir: Path, suffix: str = "", strict: bool = True, max_new_tokens: int = 8):
+    """Whether onnxruntime's greedy tokens for a batch of 3 equal ``generate()``'s; ``strict``: raise
+    :class:`OnnxExportError` if not (fp32 graphs must agree; int8 ones are only reported)."""
+    inputs = example_inputs(model, batch_size=3, seq_length=11, seed=1)
+    with torch.no_grad():
+        expected = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False).numpy()
+    got = OnnxSeq2SeqGenerator(out_dir, suffix).generate(inputs["input_ids"], inputs["attention_mask"], max_new_tokens)
+    identical = got.shape == expected.shape and bool((got == expected).all())
+    if strict and not identical:
+        raise OnnxExportError(f"{out_dir}: onnxruntime greedy tokens {got.tolist()} differ from generate()'s {expected.tolist()}")
+    return identical
+
+
 def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:
     """Config, generation config, tokenizer and image-processor files (everything but weights, code and ``skip``)."""
     for path in model_dir.iterdir():
@@ -267,7 +456,10 @@ def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ())
             shutil.copy2(path, out_dir / path.name)
 
 
-def export(model_dir, out_dir, quantize: str | None = None, opset: int = 18, atol: float = 1e-4) -> dict:
+def export(
+    model_dir, out_dir, quantize: str | None = None, opset: int = 18, atol: float = 1e-4,
+    gru_source_length: int = GRU_SOURCE_LENGTH,
+) -> dict:  # fmt: skip
     """Exports the model saved in ``model_dir`` to ``out_dir``, checks it in onnxruntime, and returns a report:
     the graphs written and the measured deviation from PyTorch."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -278,15 +470,20 @@ def export(model_dir, out_dir, quantize: str | None = None, opset: int = 18, ato
     task = task_of(model)
     report = {"model_dir": str(model_dir), "task": task, "opset": opset}
     if task == SEQ2SEQ:
-        raise OnnxExportError(f"{type(model).__name__}: the seq2seq export (encoder + decoder-with-cache) is not built yet")
-    files = export_classifier(model, out_dir, opset)
-    report["max_abs_logit_difference"] = check_classifier(model, out_dir, atol=atol)
+        files = export_seq2seq(model, out_dir, opset, gru_source_length)
+        copy_model_files(model_dir, out_dir)  # the generator reads config.json
+        report["greedy_tokens_identical"] = check_seq2seq(model, out_dir)
+    else:
+        files = export_classifier(model, out_dir, opset)
+        report["max_abs_logit_difference"] = check_classifier(model, out_dir, atol=atol)
     if quantize == "int8":
         for file in list(files):
             target = file.replace(".onnx", "_int8.onnx")
             quantize_dynamic_onnx(out_dir / file, out_dir / target)
             files.append(target)
-        if task != SEQ2SEQ:
+        if task == SEQ2SEQ:
+            report["int8_greedy_tokens_identical"] = check_seq2seq(model, out_dir, "_int8", strict=False)
+        else:
             report["int8_max_abs_logit_difference"] = check_classifier(model, out_dir, "model_int8.onnx", atol=np.inf)
     copy_model_files(model_dir, out_dir)
     report["files"] = {file: (out_dir / file).stat().st_size for file in files}
@@ -301,9 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=["int8"], help="also write dynamically int8-quantised graphs")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17 for the FFT models' DFT op)")
     parser.add_argument("--atol", type=float, default=1e-4, help="largest |ORT - PyTorch| logit difference accepted")
+    parser.add_argument("--gru_source_length", type=int, default=GRU_SOURCE_LENGTH,
+                        help="GRU translators: the encoder graph's fixed source length (shorter sources are padded)")
     args = parser.parse_args(argv)
     try:
-        report = export(args.model_dir, args.out_dir, args.quantize, args.opset, args.atol)
+        report = export(args.model_dir, args.out_dir, args.quantize, args.opset, args.atol, args.gru_source_length)
     except (OnnxExportError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

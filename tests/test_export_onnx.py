@@ -62,3 +62,50 @@ def test_cli_rejects_a_folder_without_a_known_architecture(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "hfm_vit", "architectures": ["Nothing"]}))
     assert export_onnx.main([str(tmp_path), str(tmp_path / "out")]) == 1
     assert "architectures=['Nothing'] has no ONNX export" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mechanism", ["bahdanau", "luong"])
+def test_gru_translator_generates_in_onnxruntime_like_generate(mechanism, tmp_path):
+    from hf_models import GRUSeq2SeqConfig, GRUSeq2SeqForConditionalGeneration
+    from hf_models.export_onnx import OnnxSeq2SeqGenerator
+
+    torch.manual_seed(0)
+    config = GRUSeq2SeqConfig(vocab_size=24, hidden_size=16, embedding_size=16, dropout=0.0, attention_mechanism=mechanism)
+    model = GRUSeq2SeqForConditionalGeneration(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    report = export(tmp_path / "model", tmp_path / "onnx", gru_source_length=12)
+    assert report["greedy_tokens_identical"] and set(report["files"]) == {"encoder.onnx", "decoder.onnx"}
+    input_ids = torch.randint(4, 24, (4, 9), generator=torch.Generator().manual_seed(3))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 5:] = 0
+    with torch.no_grad():
+        expected = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=6, num_beams=1)
+    got = OnnxSeq2SeqGenerator(tmp_path / "onnx").generate(input_ids.numpy(), attention_mask.numpy(), 6)
+    np.testing.assert_array_equal(got, expected.numpy())
+    with pytest.raises(ValueError, match="sources of at most 12 tokens"):
+        OnnxSeq2SeqGenerator(tmp_path / "onnx").generate(np.ones((1, 13), dtype=np.int64), np.ones((1, 13)), 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["transformer-translation", "text-classifier", "afno"])
+def test_transformer_families_and_afno_export_and_match(family, tmp_path):
+    """The translator's greedy tokens through the encoder + decoder-with-cache graphs equal generate()'s; the text
+    classifier's logits (dynamic batch and sequence) and AFNO's (real-arithmetic Fourier mixing) match PyTorch."""
+    from hf_models import TransformerConfig, TransformerForConditionalGeneration, TransformerForSequenceClassification
+
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=24, hidden_size=16, num_attention_heads=2, intermediate_size=32, encoder_layers=2,
+                 decoder_layers=2, max_position_embeddings=32, dropout=0.0, num_labels=3)  # fmt: skip
+    if family == "afno":
+        model = tiny_classifier("afno")
+    elif family == "text-classifier":
+        model = TransformerForSequenceClassification(TransformerConfig(**{**sizes, "decoder_layers": 0})).eval()
+    else:
+        model = TransformerForConditionalGeneration(TransformerConfig(**sizes)).eval()
+    model.save_pretrained(tmp_path / "model")
+    report = export(tmp_path / "model", tmp_path / "onnx")
+    if family == "transformer-translation":
+        assert report["greedy_tokens_identical"] and set(report["files"]) == {"encoder.onnx", "decoder.onnx"}
+    else:
+        assert report["max_abs_logit_difference"] < 1e-4
