@@ -194,10 +194,6 @@ COMMON_FAMILIES = FAMILIES + ATTENTION_BACKENDS
 
 # (family, check) -> why it fails on main and which branch fixes it; see the module docstring.
 EXPECTED_FAILURES: dict[tuple[str, str], str] = {
-    # Performer draws its random features with a QR decomposition, which CPU torch has no bf16 kernel for
-    # ("geqrf_cpu" not implemented for 'BFloat16'): drawing them in fp32 and casting is for attention.py's owner.
-    ("transformer-translation-performer", "bf16_from_config"): "Performer random features in bf16 - not fixed yet",
-    ("vit-performer", "bf16_from_config"): "Performer random features in bf16 - not fixed yet",
     # The classifier's base model is its TransformerEncoder, whose base_model_prefix ("model") does not name the
     # classifier's "encoder." weights: AutoModel needs an encoder-only base class in modeling_transformer.py.
     ("transformer-text-classification", "fresh_automodel"): "AutoModel: an encoder-only base class - not fixed yet",
