@@ -175,7 +175,8 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
         f"- strategy: {strategy}; {federated.clients_per_round} of {federated.num_clients} clients per round "
         f"(fraction {federated.fraction_train}); {len(history) - 1} rounds, each client training locally for {local_work} "
         f"per round (learning rate {task.training_args.learning_rate:g}, batch {task.training_args.per_device_train_batch_size})",
-        f"- evaluation: the server scores the global model on the test split of the centralised recipe after every round",
+        "- evaluation: the server scores the global model on the test split of the centralised recipe after every "
+        "round; nothing selects a checkpoint (no validation split is read): the model is the last round's",
         f"- failed client updates over the run: {sum(row['failures'] for row in history)}",
         f"- total bytes communicated (model weights, both directions): {history[-1]['bytes_total']:,}",
     ]
