@@ -20,7 +20,11 @@ NumPy arrays and torch tensors: ``(H, W)``, ``(C, H, W)`` or ``(H, W, C)`` with 
 ``input_data_format`` when the layout is ambiguous). One channel is repeated for an RGB model; three become luma for a
 grayscale model; a fourth (alpha) channel is dropped, since an array carries no statement about its background.
 Encoded image files given as ``bytes`` or as a path are decoded with PIL; bytes that are not an image raise a
-``ValueError`` saying so.
+``ValueError`` saying so, and so does an image without pixels (0 wide or 0 high).
+
+Float arrays are taken to hold 0..255 values, like PIL images, and ``do_rescale`` divides them by 255. An array whose
+values all lie in [0, 1] looks already rescaled: as transformers' own processors do, a warning then says to pass
+``do_rescale=False`` (otherwise the model sees an almost black image).
 """
 
 import io
@@ -34,9 +38,13 @@ from transformers.image_utils import (
     ChannelDimension,
     PILImageResampling,
     infer_channel_dimension_format,
+    is_scaled_image,
     make_flat_list_of_images,
 )
 from transformers.processing_utils import ImagesKwargs
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 SUPPORTED_CHANNELS = (1, 3)
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -163,6 +171,16 @@ class ClassificationImageProcessor(PilBackend):
         ``_preprocess``)."""
         num_channels = num_channels or self.num_channels
         if isinstance(image, PIL.Image.Image):
-            return pil_to_array(image, num_channels)
-        array = image.numpy() if hasattr(image, "numpy") else np.asarray(image)
-        return array_to_channels_first(array, num_channels, input_data_format)
+            array = pil_to_array(image, num_channels)
+        else:
+            array = image.numpy() if hasattr(image, "numpy") else np.asarray(image)
+            array = array_to_channels_first(array, num_channels, input_data_format)
+            if kwargs.get("do_rescale", self.do_rescale) and is_scaled_image(array):
+                logger.warning_once(
+                    "It looks like you are trying to rescale already rescaled images: this array's values lie in "
+                    "[0, 1]. If the input images have pixel values between 0 and 1, set `do_rescale=False` to avoid "
+                    "rescaling them again."
+                )
+        if 0 in array.shape[1:]:
+            raise ValueError(f"an image must have pixels, got one of {array.shape[2]}x{array.shape[1]} (width x height)")
+        return array

@@ -35,6 +35,11 @@ class TruncatingTextClassificationPipeline(TextClassificationPipeline):
     smaller of the tokenizer's ``model_max_length`` and the config's ``max_position_embeddings``) and logs a warning
     saying so. Passing ``truncation=...`` explicitly restores the stock behaviour for that call."""
 
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            raise ValueError("the text-classification pipeline got an empty list: give a text or a non-empty list of texts")
+        return super().__call__(inputs, **kwargs)
+
     def max_length(self) -> int:
         """The longest input, in tokens (special tokens included), that both the tokenizer and the model accept."""
         limits = [self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", None)]

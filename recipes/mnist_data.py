@@ -12,6 +12,7 @@ code (tests) puts it there first.
 
 import functools
 import gzip
+import io
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import PIL.Image
+from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ SETTINGS = json.loads((Path(__file__).resolve().parent / "settings" / "mnist.jso
 DEFAULT_DATA_DIR = REPO_ROOT / SETTINGS["data_dir"]
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: 0x0803 = unsigned bytes in 3 dimensions, 0x0801 = in 1 dimension
 DIGITS = [str(digit) for digit in range(10)]
+IMAGE_EXTENSIONS = set(ImageFolder.EXTENSIONS)  # what imagefolder reads as images
+MAX_REPORTED = 10  # how many bad files an error names
 
 
 def _read_idx(path: Path, magic: int, dimensions: int) -> np.ndarray:
@@ -90,16 +94,27 @@ def split_mnist(
 
 
 def load_image_folders(train_dir: str | None, validation_dir: str | None, test_dir: str | None = None) -> datasets.DatasetDict:
-    """User images in ``imagefolder`` layout (``DIR/<class name>/<image>``); every folder must hold the same classes."""
+    """User images in ``imagefolder`` layout (``DIR/<class name>/<image>``); every folder must hold the same classes.
+
+    Every image is decoded once here, before any training starts: a truncated or corrupt file would otherwise stop a
+    run mid-epoch with PIL's ``image file is truncated`` and no file name. Bad files are listed in one error."""
     splits = {}
     for name, folder in (("train", train_dir), ("validation", validation_dir), ("test", test_dir)):
         if folder is None:
             continue
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"--{name}_dir {folder} is not a folder")
+        stray = sorted(path.name for path in Path(folder).iterdir() if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS)
+        if stray:
+            raise ValueError(
+                f"--{name}_dir {folder}: {len(stray)} image(s) lie directly in the folder ({', '.join(stray[:MAX_REPORTED])}"
+                f"{', ...' if len(stray) > MAX_REPORTED else ''}), outside the class sub-folders; imagefolder then reads "
+                f"no labels at all. Move them into {folder}/<class>/ or out of the folder"
+            )
         splits[name] = datasets.load_dataset("imagefolder", data_dir=folder, split="train")
         if "label" not in splits[name].features:
             raise ValueError(f"--{name}_dir {folder}: no class sub-folders found (expected {folder}/<class>/<image>)")
+        verify_images(splits[name], f"--{name}_dir {folder}")
     if not splits:
         raise ValueError("give at least one of --train_dir, --validation_dir, --test_dir")
     names = {name: split.features["label"].names for name, split in splits.items()}
@@ -108,3 +123,20 @@ def load_image_folders(train_dir: str | None, validation_dir: str | None, test_d
         if classes != first:
             raise ValueError(f"the {name} folder has classes {classes}, another folder has {first}: they must match")
     return datasets.DatasetDict(splits)
+
+
+def verify_images(split: datasets.Dataset, source: str) -> None:
+    """Decodes every image of ``split``; raises ``ValueError`` naming each file that fails (and why)."""
+    bad = []
+    for number, item in enumerate(split.cast_column("image", datasets.Image(decode=False))["image"]):
+        name = item["path"] or f"image {number}"
+        try:
+            with PIL.Image.open(io.BytesIO(item["bytes"]) if item["bytes"] else item["path"]) as image:
+                image.load()
+        except (OSError, PIL.UnidentifiedImageError, SyntaxError, ValueError) as error:
+            bad.append(f"{name} ({error})")
+    if bad:
+        raise ValueError(
+            f"{source}: {len(bad)} of {len(split)} images cannot be decoded (truncated or corrupt); remove or replace "
+            f"them: {'; '.join(bad[:MAX_REPORTED])}{'; ...' if len(bad) > MAX_REPORTED else ''}"
+        )

@@ -6,9 +6,10 @@ how to use it, and its limits.
 """
 
 import json
+import os
 import platform
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -47,19 +48,34 @@ class CardContent:
     command: str = ""  # the launch command that trained the model (see :func:`recipe_command`)
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def portable(argument, outside: str = "name"):
+    """A value fit for a card that others read: an absolute path inside the repository, or inside the folder that
+    holds it (where the corpora sit, ``../shared/data``), becomes relative to the repository root; any other
+    absolute path (a user's ``/home/me/train.tsv``) is reduced to its file name (``outside="name"``), so that no
+    card carries the layout of the machine that trained it, or kept (``outside="keep"``, for the card's command
+    line). Other values are returned unchanged."""
+    if not isinstance(argument, (str, Path)) or not Path(argument).is_absolute():
+        return argument
+    path = Path(os.path.abspath(argument))
+    if path.is_relative_to(REPO_ROOT.parent):
+        return os.path.relpath(path, REPO_ROOT)
+    return path.name if outside == "name" else str(argument)
+
+
+def portable_arguments(arguments) -> dict:
+    """A dataclass of recipe arguments as a dict with :func:`portable` values, for the card's JSON."""
+    return {key: portable(value) for key, value in asdict(arguments).items()}
+
+
 def recipe_command(script: str | Path, argv: list[str]) -> str:
     """The command line that reproduces a run, for the card: ``accelerate launch recipes/<script> <arguments>``,
-    with paths inside the repository made relative to it so the line works in any checkout."""
-    root = Path(__file__).resolve().parent.parent
-
-    def portable(argument: str) -> str:
-        path = Path(argument)
-        if path.is_absolute() and path.resolve().is_relative_to(root):
-            return str(path.resolve().relative_to(root))
-        return argument
-
-    script = portable(str(Path(script).resolve()))
-    return shlex.join(["accelerate", "launch", script, *map(portable, argv)])
+    with the repository's and the corpora's paths made relative (:func:`portable`), so the line works in any
+    checkout."""
+    arguments = [portable(argument, outside="keep") for argument in [str(Path(script).resolve()), *argv]]
+    return shlex.join(["accelerate", "launch", *arguments])
 
 
 def hardware_description() -> str:

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
@@ -23,6 +24,30 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     """The first ``count`` rows of ``dataset`` (all of them when ``count`` is None or 0; None stays None), for the
     recipes' ``--max_train_samples`` / ``--max_eval_samples`` / ``--max_test_samples``."""
     return dataset.select(range(min(count, len(dataset)))) if dataset is not None and count else dataset
+
+
+def is_blank(text: str) -> bool:
+    """An empty text, or one of only whitespace and NUL characters (what a zero-filled line decodes to): not an
+    example, for the corpus readers."""
+    return not text.replace("\x00", "").strip()
+
+
+def load_table(path: Path, builder: str, **options) -> datasets.Dataset:
+    """A CSV/JSON file as a dataset through ``datasets.load_dataset(builder)``, with errors that name the file:
+    an empty file, or a CSV with a header and no rows, would otherwise end in ``StopIteration``, a bare
+    ``DatasetGenerationError`` or ``Instruction "train" corresponds to no data!``."""
+    if not path.read_bytes().strip():
+        raise ValueError(f"{path} is empty")
+    try:
+        table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except Exception as error:  # datasets wraps the parser's errors in its own types
+        cause = error.__cause__ or error
+        if "corresponds to no data" in str(cause):  # the split came out empty: a CSV header without rows
+            raise ValueError(f"{path} holds no records (only a header?)") from error
+        raise ValueError(f"{path}: cannot be read as {builder.upper()}: {type(cause).__name__}: {cause}") from error
+    if len(table) == 0:
+        raise ValueError(f"{path} holds no records (only a header?)")
+    return table
 
 
 # What a recipe's output folder holds besides the published model: Trainer's checkpoints, TensorBoard runs and
@@ -145,7 +170,8 @@ def prepare_training(training_args) -> None:
       would silently train its own model on all the data).
     * fp16 on CPU stops with an error: Accelerate would train in fp32 without a word. bf16 works on CPU.
     * Trainer's ``logging_nan_inf_filter`` is turned off, so a NaN or infinite loss shows in the logs instead of
-      being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it.
+      being replaced by the running mean; :class:`NonFiniteLossCallback` stops the run on it. The first step's loss
+      is logged: :class:`DivergenceCallback` measures against it.
     * The checkpoint given to ``--resume_from_checkpoint`` is verified (:func:`verify_checkpoint`).
     * The world size, this process's rank and device, and the batch arithmetic are logged.
     """
@@ -162,8 +188,9 @@ def prepare_training(training_args) -> None:
             "use --bf16 instead, or remove --fp16 / `mixed_precision: fp16` from the accelerate config"
         )
     training_args.logging_nan_inf_filter = False
+    training_args.logging_first_step = True  # DivergenceCallback's reference loss
     if training_args.resume_from_checkpoint:
-        verify_checkpoint(training_args.resume_from_checkpoint)
+        verify_checkpoint(training_args.resume_from_checkpoint, training_args.world_size, training_args.process_index)
     total_batch = (
         training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
     )
@@ -176,9 +203,15 @@ def prepare_training(training_args) -> None:
     )
 
 
-def verify_checkpoint(folder) -> None:
+def verify_checkpoint(folder, world_size: int = 1, process_index: int = 0) -> None:
     """Raises ``ValueError`` naming the file when a checkpoint folder's weights or training state are missing,
     truncated or corrupt, instead of a decoder error deep inside a resumed run.
+
+    A resume needs the whole training state: without ``optimizer.pt`` or ``scheduler.pt`` Trainer would go on with
+    a fresh AdamW and a restarted schedule, and without this process's RNG state (``rng_state.pth``, or
+    ``rng_state_<rank>.pth`` under ``world_size`` > 1) with other dropout masks, all without an error. Such a
+    folder (e.g. one saved with ``--save_only_model``) is refused; to start from its weights alone, load them as
+    a model (``--model_name_or_path`` in the image recipe) instead of resuming.
 
     Weights are safetensors (Trainer writes no pickled weights): each header is parsed and must describe exactly
     the bytes of its file, which catches truncation and damaged headers (a flipped bit inside the tensor data
@@ -196,6 +229,15 @@ def verify_checkpoint(folder) -> None:
             f"checkpoint folder {folder} is incomplete: {folder / 'trainer_state.json'} is missing (Trainer writes it "
             "last; the run probably stopped while saving). Resume from an earlier checkpoint"
         )
+    rng_state = "rng_state.pth" if world_size <= 1 else f"rng_state_{process_index}.pth"
+    for name in ("optimizer.pt", "scheduler.pt", rng_state):
+        if not (folder / name).is_file():
+            raise ValueError(
+                f"checkpoint file {folder / name} is missing: resuming without it would silently restart the "
+                f"{'optimizer' if name == 'optimizer.pt' else 'learning-rate schedule' if name == 'scheduler.pt' else 'random number generators'}"
+                " instead of continuing the run. Resume from a complete checkpoint (a --save_only_model folder holds "
+                "only the weights)"
+            )
     index_file = folder / "model.safetensors.index.json"
     if index_file.exists():
         shards = set(json.loads(index_file.read_text())["weight_map"].values())
@@ -264,6 +306,134 @@ class NonFiniteLossCallback(TrainerCallback):
                 "Stopped before saving a checkpoint; resume from the last one with a lower --learning_rate, more "
                 "--warmup_steps or --max_grad_norm"
             )
+
+
+class DivergedError(RuntimeError):
+    """Training stopped because the loss, although finite, rose far above where it started."""
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stops a run whose loss diverged without becoming NaN/inf (e.g. far too high a learning rate: the loss climbs
+    to 1e7 while every number stays finite), so that it is not saved as the final model with a card.
+
+    The reference is the first logged loss of the run (:func:`prepare_training` turns on ``logging_first_step``;
+    a resumed run finds it in the restored log history). Diverged means a logged loss above ``factor`` times the
+    reference at ``patience`` logs in a row, or at the last log when training ends; the error names the step.
+    """
+
+    def __init__(self, factor: float = 10.0, patience: int = 3):
+        self.factor, self.patience = factor, patience
+
+    def check(self, state, at_end: bool) -> None:
+        losses = [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry]
+        if len(losses) < 2:
+            return
+        reference = losses[0][1]
+        recent = losses[-(1 if at_end else self.patience):]
+        if len(recent) == (1 if at_end else self.patience) and all(loss > self.factor * reference for _, loss in recent):
+            step, loss = recent[0]
+            raise DivergedError(
+                f"training diverged: the loss was {loss:.4g} at step {step}, more than {self.factor:g} times its first "
+                f"logged value {reference:.4g} (step {losses[0][0]}){'' if at_end else f', for {self.patience} logs in a row'}. "
+                "Stopped before saving the model; lower --learning_rate, add --warmup_steps or --max_grad_norm"
+            )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.check(state, at_end=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.check(state, at_end=True)
+
+
+class PerformerRedrawCallback(TrainerCallback):
+    """Makes performer attention redraw its random features at the same steps in a resumed run as in an
+    uninterrupted one.
+
+    Each performer layer with ``performer_redraw_interval = N`` counts its training forward calls in a plain
+    attribute (``_training_calls_since_redraw``) and redraws before every N-th; a checkpoint holds the features
+    (a persistent buffer) but not the count, so a resumed run started counting from 0. At the start of training
+    the count is set from the global step instead: Trainer runs one forward per micro-batch, every optimizer step
+    but an epoch's last has ``gradient_accumulation_steps`` of them, and a checkpoint lies between steps.
+    """
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        batches = len(train_dataloader)
+        steps_per_epoch = math.ceil(batches / args.gradient_accumulation_steps)
+        epochs, steps = divmod(state.global_step, steps_per_epoch)
+        calls = epochs * batches + steps * args.gradient_accumulation_steps
+        for module in model.modules():
+            interval = getattr(module, "redraw_interval", 0)
+            if interval and hasattr(module, "_training_calls_since_redraw"):
+                module._training_calls_since_redraw = (calls - 1) % interval + 1 if calls else 0
+
+
+class ExampleRandomness(TrainerCallback):
+    """Random numbers for on-the-fly training transforms (augmentation, re-segmentation) that a resumed run draws
+    exactly like an uninterrupted one.
+
+    A generator owned by a transform is not in the checkpoint, and Trainer restores the global generators only
+    after prefetching the first batches of the resumed step. So every example gets its own generator instead,
+    seeded by (seed, epoch, example index): all three are known again after a resume. The transform reads the
+    index from the :data:`EXAMPLE_INDEX` column (:func:`with_example_index`); this callback tracks the epoch.
+    """
+
+    def __init__(self, seed: int):
+        self.seed, self.epoch = seed, 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch = math.floor(state.epoch + 1e-6)  # a resumed state.epoch is fractional: 20 of 30 steps = 0.667
+
+    def generator(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, index))
+
+
+EXAMPLE_INDEX = "example_index"
+
+
+def with_example_index(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` with an :data:`EXAMPLE_INDEX` column (0, 1, ...) for :class:`ExampleRandomness`."""
+    return dataset.add_column(EXAMPLE_INDEX, list(range(len(dataset))))
+
+
+def training_callbacks(*extra: TrainerCallback) -> list[TrainerCallback]:
+    """The callbacks every recipe's Trainer gets: the non-finite loss and divergence stops, resumable performer
+    redraws."""
+    return [NonFiniteLossCallback(), DivergenceCallback(), PerformerRedrawCallback(), *extra]
+
+
+def train(trainer: Trainer, resume_from_checkpoint: str | None) -> dict:
+    """``trainer.train(...)``'s metrics, with ``train_loss`` over the whole run also after a resume.
+
+    Trainer's ``train_loss`` is the mean over the steps of this call only, so a run resumed at step 20 of 30
+    reported the mean of its last 10 steps. The steps before the checkpoint are added back from the restored log
+    history (each logged loss times the steps it covers; the logged values are rounded to 4 decimals). When the
+    logs do not reach the checkpoint's step that is impossible: the metric is then renamed
+    ``train_loss_resumed_steps`` so that it cannot be mistaken for the whole run's.
+    """
+    metrics = trainer.train(resume_from_checkpoint=resume_from_checkpoint).metrics
+    if not resume_from_checkpoint or "train_loss" not in metrics:
+        return metrics
+    resumed_at = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text())["global_step"]
+    logged = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry and entry["step"] <= resumed_at]
+    if resumed_at and (not logged or logged[-1][0] != resumed_at):
+        logger.warning(
+            "train_loss covers only the %d steps after the resume from step %d (the logs before it do not reach that "
+            "step): reported as train_loss_resumed_steps", trainer.state.global_step - resumed_at, resumed_at,
+        )
+        metrics["train_loss_resumed_steps"] = metrics.pop("train_loss")
+        return metrics
+    starts = [0] + [step for step, _ in logged[:-1]]
+    before = sum(loss * (step - start) for start, (step, loss) in zip(starts, logged))
+    metrics["train_loss"] = (before + metrics["train_loss"] * (trainer.state.global_step - resumed_at)) / trainer.state.global_step
+    return metrics
+
+
+def print_test_metrics(results: dict) -> None:
+    """Prints the test split's metrics at the end of a recipe run (they are also in all_results.json and the card)."""
+    test = {key: value for key, value in results.items() if key.startswith("test_") and isinstance(value, (int, float))}
+    if test:
+        print("test metrics: " + json.dumps(test, sort_keys=True), flush=True)
 
 
 class RDropTrainer(Trainer):

@@ -7,10 +7,23 @@ Accepted files:
 - ``.txt`` / ``.tsv``: one example per line, ``text<TAB>label`` (the label after the LAST tab), THUCNews' format;
 - ``.csv`` (with a header) and ``.json`` / ``.jsonl``: records with a ``text`` and a ``label`` field.
 
-A label is the class id (an integer ``0 <= id < number of classes``) or the exact class name. A malformed example
-(no tab, an empty text, a label that is neither) is skipped, and all of a file's skips are counted in ONE warning
-that names the file and the first line/record numbers; nothing is dropped silently. A file with no valid example,
-an unknown extension or missing ``text``/``label`` columns is an error.
+How a label is read, the same way in the train, validation and test files (:func:`label_id`):
+
+* With class names given (``--class_names``, THUCNews' ``class.txt``): a label that is one of the names is that
+  class. A label that is not a name is read as a class id (an integer ``0 <= id < number of classes``) only when no
+  class name is itself an integer: with ``--class_names 1,2,3,4,5`` the label ``1`` is the class named ``1``, never
+  id 1.
+* Without names: when every training label is an integer ``>= 0`` they are class ids and the classes are
+  ``"0" .. str(max id)``; otherwise every label is a class name, sorted with integers first in numeric order
+  (``0, 1, 2, 10, 11, x``). The training file decides (the first file given when there is none).
+
+The mapping is logged and stored in each split's ``info.description`` (the recipe writes it into the card). A
+class with fewer than ``MIN_CLASS_EXAMPLES`` training examples (a typo label, an empty class) is reported in a
+warning; a single class is an error (there is nothing to classify). A malformed example (no tab, an empty or
+NUL-only text, a label that is no class, e.g. one seen in the test file but not in training) is skipped, and all of
+a file's skips are counted in ONE warning that names the file, the first line/record numbers and the unknown labels;
+nothing is dropped silently. A file with no valid example, an empty file, an unknown extension or missing
+``text``/``label`` columns is an error naming the file.
 
 Importing: ``recipes/`` is a folder of scripts; run as ``python recipes/x.py`` it is on ``sys.path`` already, other
 code (tests) inserts it first. Defaults (data folder, THUCNews file names) come from
@@ -20,10 +33,12 @@ code (tests) inserts it first. Defaults (data folder, THUCNews file names) come 
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
+from recipe_utils import is_blank, load_table
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +50,8 @@ THUCNEWS = SETTINGS["thucnews"]
 TEXT_LABEL_SUFFIXES = (".txt", ".tsv")
 TABLE_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 MAX_REPORTED_ROWS = 5  # how many malformed line/record numbers a warning quotes
-INTEGER = re.compile(r"[+-]?\d+")
+INTEGER = re.compile(r"-?(0|[1-9]\d*)")  # canonical integers: "007" is a name, not id 7
+MIN_CLASS_EXAMPLES = 5  # fewer training examples than this in a class is reported
 
 Row = tuple[int, str | None, object]  # (line or record number, text, raw label); text None = unparsable
 
@@ -60,51 +76,98 @@ def read_label_names(source: str | Path | Sequence[str]) -> list[str]:
     return names
 
 
+def label_text(raw_label: object) -> str | None:
+    """A raw label as the string it stands for (JSON integers included); None for a missing or non-text label."""
+    if isinstance(raw_label, bool) or raw_label is None:
+        return None
+    if isinstance(raw_label, int):
+        return str(raw_label)
+    return raw_label.strip() if isinstance(raw_label, str) else None
+
+
+def ids_allowed(label_names: Sequence[str]) -> bool:
+    """Whether a label that is no class name may be read as a class id: only when no class name is an integer."""
+    return not any(INTEGER.fullmatch(name) for name in label_names)
+
+
 def label_id(raw_label: object, label_names: Sequence[str]) -> int | None:
-    """The class id of ``raw_label`` (an id, as int or digits, or a class name), or None when it is neither."""
-    if isinstance(raw_label, str):
-        raw_label = raw_label.strip()
-        if INTEGER.fullmatch(raw_label):
-            raw_label = int(raw_label)
-        elif raw_label in label_names:
-            return label_names.index(raw_label)
-    if isinstance(raw_label, int) and not isinstance(raw_label, bool) and 0 <= raw_label < len(label_names):
-        return raw_label
+    """The class id of ``raw_label``: its class if it is a class name, else (when :func:`ids_allowed`) the id it
+    spells; None when it is neither (see the module docstring)."""
+    label = label_text(raw_label)
+    if label is None:
+        return None
+    if label in label_names:
+        return list(label_names).index(label)
+    if ids_allowed(label_names) and INTEGER.fullmatch(label) and 0 <= int(label) < len(label_names):
+        return int(label)
     return None
 
 
 def infer_label_names(rows: Iterable[Row]) -> list[str]:
-    """Class names when none are given: ``"0" .. str(max id)`` if every label is an integer, else the sorted
-    distinct labels (as transformers' run_glue example does)."""
-    labels = {raw.strip() if isinstance(raw, str) else raw for _, text, raw in rows if text is not None and raw is not None}
-    if labels and all(isinstance(label, int) or INTEGER.fullmatch(str(label)) for label in labels):
+    """Class names when none are given: ``"0" .. str(max id)`` if every label is an integer >= 0, else the distinct
+    labels, integers first in numeric order, then the others in code-point order."""
+    labels = {label_text(raw) for _, text, raw in rows if text is not None} - {None, ""}
+    if labels and all(INTEGER.fullmatch(label) and int(label) >= 0 for label in labels):
         return [str(index) for index in range(max(int(label) for label in labels) + 1)]
-    return sorted(str(label) for label in labels)
+    numbers = sorted((label for label in labels if INTEGER.fullmatch(label)), key=int)
+    return numbers + sorted(labels - set(numbers))
 
 
-def build_dataset(rows: Iterable[Row], label_names: Sequence[str], *, name: str, unit: str) -> datasets.Dataset:
+def describe_labels(label_names: Sequence[str], origin: str) -> str:
+    """One line saying how the files' labels map to class ids, for the log and the model card."""
+    classes = ", ".join(f"{index} = {name!r}" for index, name in enumerate(label_names))
+    how = "a label is the class name" + (", or the class id" if ids_allowed(label_names) else " (never an id)")
+    return f"classes from {origin}: {classes}; {how}"
+
+
+def build_dataset(rows: Iterable[Row], label_names: Sequence[str], *, name: str, unit: str, description: str = "") -> datasets.Dataset:
     """Turn parsed rows into a ``text``/``label`` dataset; malformed rows are skipped and reported in one warning."""
     texts, labels, malformed = [], [], []
+    unknown_labels: Counter = Counter()
     total = 0
     for number, text, raw_label in rows:
         total += 1
-        label = label_id(raw_label, label_names) if text is not None else None
-        if label is None or not text.strip():
+        if text is None or is_blank(text):
             malformed.append(number)
+            continue
+        label = label_id(raw_label, label_names)
+        if label is None:
+            malformed.append(number)
+            unknown_labels[label_text(raw_label) if label_text(raw_label) is not None else repr(raw_label)] += 1
             continue
         texts.append(text.strip())
         labels.append(label)
-    expected = f"a non-empty text and a label that is an id 0-{len(label_names) - 1} or a class name"
+    ids = f"an id 0-{len(label_names) - 1} or " if ids_allowed(label_names) else ""
+    expected = f"a non-empty text and a label that is {ids}one of the classes {list(label_names)}"
     if malformed:
         shown = ", ".join(map(str, malformed[:MAX_REPORTED_ROWS])) + (", ..." if len(malformed) > MAX_REPORTED_ROWS else "")
+        unknown = f"; labels that are no class: {dict(unknown_labels.most_common(MAX_REPORTED_ROWS))}" if unknown_labels else ""
         logger.warning(
-            "%s: skipped %d malformed %ss of %d (expected %s); first %s numbers: %s",
-            name, len(malformed), unit, total, expected, unit, shown,
+            "%s: skipped %d malformed %ss of %d (expected %s); first %s numbers: %s%s",
+            name, len(malformed), unit, total, expected, unit, shown, unknown,
         )
     if not texts:
         raise ValueError(f"{name} holds no valid {unit} (expected {expected})")
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(label_names))})
-    return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return datasets.Dataset.from_dict(
+        {"text": texts, "label": labels}, info=datasets.DatasetInfo(description=description, features=features)
+    )
+
+
+def report_class_sizes(train: datasets.Dataset, name: str) -> None:
+    """Warns about classes with fewer than ``MIN_CLASS_EXAMPLES`` training examples (a typo label makes a class of
+    one; a class absent from training can never be learnt)."""
+    label_names = train.features["label"].names
+    counts = Counter(train["label"][:])
+    if len(counts) < 2:
+        [only] = counts
+        raise ValueError(f"{name}: every training example is of class {label_names[only]!r}: a classifier needs at least 2 classes")
+    small = {label_names[index]: counts.get(index, 0) for index in range(len(label_names)) if counts.get(index, 0) < MIN_CLASS_EXAMPLES}
+    if small:
+        logger.warning(
+            "%s: %d of %d classes have fewer than %d training examples (a typo label? a class the training data lacks?): %s",
+            name, len(small), len(label_names), MIN_CLASS_EXAMPLES, small,
+        )
 
 
 def text_label_rows(path: Path) -> Iterator[Row]:
@@ -123,7 +186,11 @@ def text_label_rows(path: Path) -> Iterator[Row]:
 
 def table_rows(path: Path) -> Iterator[Row]:
     """Records of a CSV/JSON file, read with ``datasets``; it must have ``text`` and ``label`` columns."""
-    table = datasets.load_dataset(TABLE_SUFFIXES[path.suffix.lower()], data_files=str(path), split="train")
+    builder = TABLE_SUFFIXES[path.suffix.lower()]
+    # CSV cells are read as written: by default pandas reads an empty cell as NaN and turns the whole label column
+    # into floats ("1" -> 1.0), so that every label would look malformed
+    options = {"converters": {"text": str, "label": str}, "keep_default_na": False} if builder == "csv" else {}
+    table = load_table(path, builder, **options)
     missing = {"text", "label"} - set(table.column_names)
     if missing:
         raise ValueError(f"{path}: needs the columns 'text' and 'label'; missing {sorted(missing)}, found {table.column_names}")
@@ -161,13 +228,26 @@ def load_classification_files(
         raise ValueError("give at least one of train_file, validation_file, test_file")
     parsed = {split: read_rows(path) for split, path in files.items()}
     if label_names is None:
-        names = infer_label_names(parsed["train" if "train" in parsed else next(iter(parsed))][0])
-        logger.info("no label names given: using %s, inferred from the labels of %s", names, next(iter(files.values())))
+        first = "train" if "train" in parsed else next(iter(parsed))
+        names = infer_label_names(parsed[first][0])
+        origin = f"the labels of {files[first].name} (no class names given)"
+        if len(names) < 2:
+            raise ValueError(f"{files[first]}: every label is {names}: a classifier needs at least 2 classes")
     else:
         names = read_label_names(label_names)
-    return datasets.DatasetDict(
-        {split: build_dataset(rows, names, name=str(files[split]), unit=unit) for split, (rows, unit) in parsed.items()}
+        given = Path(label_names).name if isinstance(label_names, Path) or (isinstance(label_names, str) and "," not in label_names) else label_names
+        origin = f"the class names {given if isinstance(given, str) else list(given)}"
+    description = describe_labels(names, origin)
+    logger.info("%s", description)
+    splits = datasets.DatasetDict(
+        {
+            split: build_dataset(rows, names, name=str(files[split]), unit=unit, description=description)
+            for split, (rows, unit) in parsed.items()
+        }
     )
+    if "train" in splits:
+        report_class_sizes(splits["train"], str(files["train"]))
+    return splits
 
 
 def load_thucnews(data_dir: str | Path = DEFAULT_DATA_DIR) -> datasets.DatasetDict:

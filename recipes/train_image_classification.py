@@ -14,7 +14,8 @@ Data: MNIST from ``--data_dir`` (the 10,000 t10k images, split 8,000 train / 2,0
 ``settings/mnist.json``; there is no validation split, so the schedule is fixed and the test split is scored once at
 the end), or ``--train_dir/--validation_dir/--test_dir`` in ``imagefolder`` layout (``DIR/<class>/<image>``).
 Training images get light augmentation for digits and glyphs: a small random rotation, scaling and shift, no flips
-(a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images.
+(a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images, or
+with those saved next to the ``--model_name_or_path`` checkpoint (its weights expect them).
 
 The output folder holds the model and its code, the image processor, a model card, ``results.json``, the test split's
 ``confusion_matrix.png`` and, for ViT, ``attention_rollout.png``.
@@ -23,10 +24,9 @@ The output folder holds the model and its code, the image processor, a model car
 import json
 import logging
 import math
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -34,21 +34,33 @@ import numpy as np
 import PIL.Image
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForImageClassification, HfArgumentParser, TrainingArguments, set_seed
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    HfArgumentParser,
+    TrainingArguments,
+    set_seed,
+)
 
 import hf_models
 from hf_models.metrics import load_metric
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
-from model_card import CardContent, DatasetInfo, recipe_command, write_model_card
+from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
-    NonFiniteLossCallback,
+    EXAMPLE_INDEX,
+    ExampleRandomness,
     RDropTrainer,
     limit,
     parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
+    print_test_metrics,
     take_push_to_hub,
+    train,
+    training_callbacks,
+    with_example_index,
 )
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
@@ -87,7 +99,8 @@ class ModelArguments:
     arch: str = field(default="vit", metadata={"help": "Model family.", "choices": sorted(ARCHITECTURES)})
     model_size: str = field(default="tiny", metadata={"help": "A named size from settings/image_classification_models.json."})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start from this saved model (and its processor) instead of a named size."}
+        default=None,
+        metadata={"help": "Start from this saved model (and its processor's mean/std) instead of a named size."},
     )
     config_overrides: str | None = field(
         default=None,
@@ -124,7 +137,7 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
     return split_mnist(load_mnist(data_args.data_dir)), True
 
 
-def random_affine(image: PIL.Image.Image, rng: random.Random, data_args: DataArguments) -> PIL.Image.Image:
+def random_affine(image: PIL.Image.Image, rng: np.random.Generator, data_args: DataArguments) -> PIL.Image.Image:
     """Rotates by up to ``max_rotation`` degrees, scales by ``1 +- max_scale_change`` and shifts by up to
     ``max_shift`` of the side, about the image centre; uncovered pixels take the colour of the top-left pixel
     (the background, for digits and most scans)."""
@@ -182,23 +195,44 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     processor = hf_models.ClassificationImageProcessor(
         size={"height": config.image_size, "width": config.image_size}, num_channels=config.num_channels
     )
-    train = splits.get("train", next(iter(splits.values())))
-    mean, std = measure_mean_std(train, processor)
-    processor.image_mean, processor.image_std = mean, std
-    logger.info("normalising with the training images' mean %s and std %s", mean, std)
+    saved = saved_normalisation(model_args.model_name_or_path)
+    if saved:
+        # a pretrained model's weights expect the normalisation it was trained with, not the new data's statistics
+        processor.image_mean, processor.image_std = saved
+        logger.info("normalising with the mean %s and std %s saved with %s", *saved, model_args.model_name_or_path)
+    else:
+        train = splits.get("train", next(iter(splits.values())))
+        processor.image_mean, processor.image_std = measure_mean_std(train, processor)
+        logger.info("normalising with the training images' mean %s and std %s", processor.image_mean, processor.image_std)
     return model, processor
 
 
-def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, seed: int) -> datasets.DatasetDict:
-    """Images -> ``pixel_values`` on the fly (augmented for training), labels -> ``labels``."""
-    rng = random.Random(seed)
+def saved_normalisation(model_name_or_path: str | None) -> tuple[list[float], list[float]] | None:
+    """The mean and std of the image processor saved with a starting checkpoint (None without one)."""
+    if not model_name_or_path:
+        return None
+    try:
+        saved = AutoImageProcessor.from_pretrained(model_name_or_path)
+    except OSError:  # no preprocessor_config.json: the checkpoint does not say how it normalised
+        logger.warning("%s has no image processor: measuring the mean/std on the training images", model_name_or_path)
+        return None
+    if not getattr(saved, "do_normalize", False):
+        return None
+    return list(np.atleast_1d(saved.image_mean).tolist()), list(np.atleast_1d(saved.image_std).tolist())
+
+
+def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness) -> datasets.DatasetDict:
+    """Images -> ``pixel_values`` on the fly (training images augmented with draws from ``randomness``: seed, epoch
+    and example index, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
 
     def transform(batch, augment: bool):
         images = batch["image"]
         if augment:
-            images = [random_affine(image, rng, data_args) for image in images]
+            images = [random_affine(image, randomness.generator(index), data_args) for image, index in zip(images, batch[EXAMPLE_INDEX])]
         return {"pixel_values": list(processor(images, return_tensors="pt").pixel_values), "labels": batch["label"]}
 
+    augmented = data_args.augment and "train" in splits
+    splits = datasets.DatasetDict({**splits, "train": with_example_index(splits["train"])}) if augmented else splits
     return datasets.DatasetDict(
         {
             name: split.with_transform(lambda batch, train=name == "train": transform(batch, train and data_args.augment))
@@ -265,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
     model, processor = build_model_and_processor(model_args, data_args, splits, is_mnist)
     logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
-    transformed = with_transforms(splits, processor, data_args, training_args.seed)
+    randomness = ExampleRandomness(training_args.seed)
+    transformed = with_transforms(splits, processor, data_args, randomness)
 
     trainer = RDropTrainer(
         rdrop_alpha=model_args.rdrop_alpha,
@@ -276,13 +311,13 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collate,
         processing_class=processor,
         compute_metrics=compute_metrics_fn(),
-        callbacks=[NonFiniteLossCallback()],
+        callbacks=training_callbacks(randomness),
     )
     results: dict = {}
     training_seconds = 0.0
     if "train" in transformed:
         start = time.perf_counter()
-        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        results.update(train(trainer, training_args.resume_from_checkpoint))
         training_seconds = time.perf_counter() - start
     if "validation" in transformed:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
@@ -307,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_card(
             training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id, argv
         )
+        print_test_metrics(results)
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
@@ -316,9 +352,11 @@ def write_card(
     training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None, argv=None
 ):
     dataset = MNIST_INFO if is_mnist else DatasetInfo(
-        name=f"user images ({data_args.train_dir})",
+        name=f"user images ({portable(data_args.train_dir)})",
         id="imagefolder",
-        split_description=f"train {data_args.train_dir}, validation {data_args.validation_dir}, test {data_args.test_dir}",
+        split_description=(
+            f"train {portable(data_args.train_dir)}, validation {portable(data_args.validation_dir)}, test {portable(data_args.test_dir)}"
+        ),
         license="see the images' source",
         attribution="see the images' source",
     )
@@ -355,7 +393,7 @@ classifier = pipeline("image-classification", model="{hub_model_id or training_a
 image = Image.new("L", (28, 28))  # a white "1" on black, as in MNIST
 ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)
 print(classifier(image))  # or a path or URL; any size and colour mode is converted to the model's input"""
-    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    extra = {"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"}
     if "test_confusion_matrix" in results:
         extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
             " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."

@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -44,16 +44,21 @@ from matplotlib import font_manager  # noqa: E402
 
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
-from model_card import CardContent, DatasetInfo, recipe_command, write_model_card  # noqa: E402
+from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
-    NonFiniteLossCallback,
+    EXAMPLE_INDEX,
+    ExampleRandomness,
     RDropTrainer,
     limit,
     parse_config_overrides,
     parse_recipe_arguments,
     prepare_training,
     publish_output_folder,
+    print_test_metrics,
     take_push_to_hub,
+    train,
+    training_callbacks,
+    with_example_index,
 )
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
 from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS  # noqa: E402
@@ -159,22 +164,24 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, max_seq_length: int
     return tokenized.remove_columns("truncated").rename_column("label", "labels")
 
 
-def piece_splitting(tokenizer, probability: float, max_seq_length: int, seed: int):
+def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomness: ExampleRandomness):
     """A ``datasets`` transform that re-segments training texts at random: every multi-character token (``学院``) is
-    replaced by its characters (``学 院``) with ``probability``, anew each time a text is read, so the model also
-    learns from the characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020;
-    seeded, so a run is reproducible). Evaluation and the pipeline keep the tokenizer's own segmentation."""
+    replaced by its characters (``学 院``) with ``probability``, anew each epoch, so the model also learns from the
+    characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020). The draws of
+    an example come from ``randomness`` (seed, epoch, example index: the ``example_index`` column), so a run is
+    reproducible and a resumed run re-segments like an uninterrupted one. Evaluation and the pipeline keep the
+    tokenizer's own segmentation."""
     vocab = tokenizer.get_vocab()
     characters = {
         index: [vocab[character] for character in token]
         for token, index in vocab.items()
         if len(token) > 1 and token not in tokenizer.all_special_tokens and all(character in vocab for character in token)
     }
-    rng = np.random.default_rng(seed)
 
     def transform(batch):
         input_ids = []
-        for ids in batch["input_ids"]:
+        for ids, example in zip(batch["input_ids"], batch[EXAMPLE_INDEX]):
+            rng = randomness.generator(example)
             split = [part for index in ids for part in (characters[index] if index in characters and rng.random() < probability else [index])]
             input_ids.append(split if len(split) <= max_seq_length else ids)
         return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids], "labels": batch["labels"]}
@@ -259,10 +266,12 @@ def main(argv: list[str] | None = None) -> dict:
     label_names = next(iter(splits.values())).features["label"].names
     tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_thucnews)
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
+    randomness = ExampleRandomness(training_args.seed)
     if data_args.piece_split_probability and "train" in tokenized:
-        tokenized["train"] = tokenized["train"].with_transform(
-            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, training_args.seed)
+        tokenized["train"] = with_example_index(tokenized["train"]).with_transform(
+            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, randomness)
         )
+        training_args.remove_unused_columns = False  # the transform reads example_index and returns the model's inputs
     model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
     logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
 
@@ -275,13 +284,13 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(),
-        callbacks=[NonFiniteLossCallback()],
+        callbacks=training_callbacks(randomness),
     )
     results: dict = {}
     training_seconds = 0.0
     if "train" in tokenized:
         start = time.perf_counter()
-        results.update(trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics)
+        results.update(train(trainer, training_args.resume_from_checkpoint))
         training_seconds = time.perf_counter() - start
     if "validation" in tokenized:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
@@ -300,17 +309,25 @@ def main(argv: list[str] | None = None) -> dict:
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id, argv)
+        write_card(
+            training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews,
+            next(iter(splits.values())).info.description, hub_model_id, argv,
+        )
+        print_test_metrics(results)
         if hub_model_id:
             publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
     return results
 
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None, argv=None):
+def write_card(
+    training_args, model_args, data_args, model, results, training_seconds, is_thucnews, label_description, hub_model_id=None, argv=None
+):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
-        name=f"user corpus ({data_args.train_file})",
+        name=f"user corpus ({portable(data_args.train_file)})",
         id="custom",
-        split_description=f"train {data_args.train_file}, validation {data_args.validation_file}, test {data_args.test_file}",
+        split_description=(
+            f"train {portable(data_args.train_file)}, validation {portable(data_args.validation_file)}, test {portable(data_args.test_file)}"
+        ),
         license="see the corpus",
         attribution="see the corpus",
     )
@@ -351,7 +368,10 @@ def write_card(training_args, model_args, data_args, model, results, training_se
 classifier = pipeline("text-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
-    extra = {"Data arguments": f"```json\n{json.dumps(asdict(data_args), indent=2)}\n```"}
+    extra = {
+        "Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```",
+        "Labels": label_description,  # how the files' labels became class ids
+    }
     if validation:
         extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
     if "test_confusion_matrix" in results:

@@ -13,7 +13,6 @@ published result's data setup is written down.
 """
 
 import functools
-import io
 import json
 import logging
 import unicodedata
@@ -25,6 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import opencc
+from recipe_utils import is_blank, load_table
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _build_dataset(
     columns = defaultdict(list)
     malformed = []
     for number, pair, other_columns in rows:
-        if pair is None or not all(pair[language].strip() for language in languages):
+        if pair is None or any(is_blank(pair[language]) for language in languages):
             malformed.append(number)
             continue
         columns["translation"].append(
@@ -123,24 +123,27 @@ def _build_dataset(
 
 
 def _tsv_rows(
-    lines: Iterable[str], name: str, languages: tuple[str, str], *, third_column: str | None
+    lines: Iterable[bytes], name: str, languages: tuple[str, str], *, third_column: str | None
 ) -> Iterator[tuple[int, dict | None, dict]]:
-    """Parse ``source<TAB>target[<TAB>rest]`` lines; ``third_column`` names a required third field to keep."""
-    number = 0
-    try:
-        for number, line in enumerate(lines, start=1):
-            fields = line.rstrip("\r\n").split("\t", 2)
-            rest = fields[2].strip() if len(fields) == 3 else ""
-            if len(fields) < 2 or (third_column and not rest):
-                yield number, None, {}
-            else:
-                yield number, dict(zip(languages, fields[:2])), {third_column: rest} if third_column else {}
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{name} line {number + 1} is not UTF-8 text: {error}") from error
+    """Parse ``source<TAB>target[<TAB>rest]`` lines; ``third_column`` names a required third field to keep.
+
+    Lines are decoded one by one, so that invalid UTF-8 is reported with the number of its own line (a decoding
+    text stream reads ahead in blocks and fails hundreds of lines early)."""
+    for number, raw_line in enumerate(lines, start=1):
+        try:
+            line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name} line {number} is not UTF-8 text: {error}") from error
+        fields = line.rstrip("\r\n").split("\t", 2)
+        rest = fields[2].strip() if len(fields) == 3 else ""
+        if len(fields) < 2 or (third_column and not rest):
+            yield number, None, {}
+        else:
+            yield number, dict(zip(languages, fields[:2])), {third_column: rest} if third_column else {}
 
 
 def _tsv_file_rows(path: Path, languages: tuple[str, str]) -> Iterator[tuple[int, dict | None, dict]]:
-    with path.open(encoding="utf-8-sig", newline="\n") as lines:
+    with path.open("rb") as lines:
         yield from _tsv_rows(lines, str(path), languages, third_column=None)
 
 
@@ -164,8 +167,7 @@ def load_tatoeba(
     with zipfile.ZipFile(path) as archive:
         if TATOEBA_MEMBER not in archive.namelist():
             raise FileNotFoundError(f"{path} has no member {TATOEBA_MEMBER} (it holds {archive.namelist()})")
-        with archive.open(TATOEBA_MEMBER) as member:
-            lines = io.TextIOWrapper(member, encoding="utf-8-sig", newline="\n")
+        with archive.open(TATOEBA_MEMBER) as lines:
             return _build_dataset(
                 _tsv_rows(lines, name, ("en", "zh"), third_column="attribution"),
                 name=name,
@@ -216,7 +218,7 @@ def split_translation_dataset(
 
 def _json_rows(path: Path, languages: tuple[str, str]) -> Iterator[tuple[int, dict, dict]]:
     """Records of a JSON (lines) file; a record without a text ``translation.<language>`` is an error, not a skip."""
-    for number, record in enumerate(datasets.load_dataset("json", data_files=str(path), split="train"), start=1):
+    for number, record in enumerate(load_table(path, "json"), start=1):
         pair = record.pop("translation", None)
         if not isinstance(pair, dict):
             raise ValueError(

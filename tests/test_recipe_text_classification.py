@@ -17,7 +17,7 @@ from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 import hf_models  # noqa: E402
-from recipe_utils import parse_config_overrides  # noqa: E402
+from recipe_utils import ExampleRandomness, parse_config_overrides  # noqa: E402
 from train_text_classification import DEFAULT_TOKENIZER, piece_splitting  # noqa: E402
 
 QUICK = [
@@ -78,6 +78,7 @@ def test_recipe_on_user_files_trains_its_own_tokenizer(tmp_path):
     run_recipe("--train_file", str(train), "--validation_file", str(test), "--test_file", str(test),
                "--class_names", "finance,sports", "--vocab_size", "60", "--output_dir", str(output_dir), *QUICK)
     check_output_folder(output_dir, ["finance", "sports"])
+    assert "0 = 'finance', 1 = 'sports'; a label is the class name, or the class id" in (output_dir / "README.md").read_text()
     tokenizer = json.loads((output_dir / "tokenizer.json").read_text(encoding="utf-8"))
     assert json.loads((output_dir / "config.json").read_text())["vocab_size"] == len(tokenizer["model"]["vocab"]) <= 60
     assert "今" in tokenizer["model"]["vocab"]  # trained on the user's texts, not the THUCNews tokenizer
@@ -106,12 +107,17 @@ def test_config_overrides_are_parsed_and_checked():
 def test_piece_splitting_replaces_pieces_by_their_characters_reproducibly():
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_TOKENIZER)
     encoded = tokenizer(["中华女子学院：本科层次仅1专业招男生", "iPhone发布"])
-    batch = {**encoded, "labels": [3, 4]}
+    batch = {**encoded, "labels": [3, 4], "example_index": [0, 1]}
     pieces = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
 
     def segmentations(probability, seed=0, max_length=64, repeats=20):
-        transform = piece_splitting(tokenizer, probability, max_length, seed)
-        return [transform(batch) for _ in range(repeats)]
+        randomness = ExampleRandomness(seed)
+        transform = piece_splitting(tokenizer, probability, max_length, randomness)
+        outputs = []
+        for epoch in range(repeats):
+            randomness.epoch = epoch
+            outputs.append(transform(batch))
+        return outputs
 
     assert all(out["input_ids"] == encoded["input_ids"] for out in segmentations(0.0))
     for out in segmentations(1.0):  # every piece split: characters only, same text, masks and labels follow
@@ -120,7 +126,7 @@ def test_piece_splitting_replaces_pieces_by_their_characters_reproducibly():
         assert ["".join(row[1:-1]) for row in tokens] == ["".join(row[1:-1]) for row in pieces]
         assert [len(mask) for mask in out["attention_mask"]] == [len(ids) for ids in out["input_ids"]] and out["labels"] == [3, 4]
     mixed = segmentations(0.5)
-    assert len({tuple(out["input_ids"][0]) for out in mixed}) > 2  # a new segmentation each time a text is read
+    assert len({tuple(out["input_ids"][0]) for out in mixed}) > 2  # a new segmentation each epoch
     assert mixed == segmentations(0.5)  # the same seed gives the same sequence
     [capped] = segmentations(1.0, max_length=16, repeats=1)  # 21 characters would not fit: the first text stays whole
     assert capped["input_ids"][0] == encoded["input_ids"][0] and len(capped["input_ids"][1]) == 10

@@ -1,0 +1,54 @@
+"""Fault campaign, checkpoint kind: resumes from checkpoints that would not really resume (issue 16, item 3)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import TrainingArguments
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))  # recipes/ is a script folder, not a package
+
+from recipe_utils import prepare_training, verify_checkpoint  # noqa: E402
+
+
+def fake_checkpoint(folder: Path, rng_files=("rng_state.pth",)) -> Path:
+    """What Trainer writes into checkpoint-N: weights, the training state (torch.save zips) and trainer_state.json."""
+    folder.mkdir(parents=True)
+    save_file({"weight": torch.zeros(2)}, folder / "model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt", "training_args.bin", *rng_files):
+        torch.save({"state": 1}, folder / name)
+    (folder / "config.json").write_text("{}")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    return folder
+
+
+def test_a_complete_checkpoint_passes(tmp_path):
+    verify_checkpoint(fake_checkpoint(tmp_path / "checkpoint-2"))
+    verify_checkpoint(fake_checkpoint(tmp_path / "ddp", ["rng_state_0.pth", "rng_state_1.pth"]), world_size=2, process_index=1)
+
+
+@pytest.mark.parametrize(
+    "missing, restarted", [("optimizer.pt", "optimizer"), ("scheduler.pt", "learning-rate schedule"), ("rng_state.pth", "random")]
+)
+def test_a_resume_without_training_state_is_refused(tmp_path, missing, restarted):
+    folder = fake_checkpoint(tmp_path / "checkpoint-2")
+    (folder / missing).unlink()
+    with pytest.raises(ValueError, match=f"checkpoint file {folder / missing} is missing: .*restart the {restarted}"):
+        verify_checkpoint(folder)
+
+
+def test_each_rank_needs_its_own_rng_state(tmp_path):
+    folder = fake_checkpoint(tmp_path / "checkpoint-2", ["rng_state_0.pth"])
+    with pytest.raises(ValueError, match="rng_state_1.pth is missing"):
+        verify_checkpoint(folder, world_size=2, process_index=1)
+
+
+def test_the_recipes_check_before_anything_starts(tmp_path):
+    folder = fake_checkpoint(tmp_path / "checkpoint-2")
+    (folder / "optimizer.pt").unlink()
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", resume_from_checkpoint=str(folder))
+    with pytest.raises(ValueError, match="optimizer.pt is missing"):
+        prepare_training(args)
