@@ -24,7 +24,8 @@ from flwr.serverapp.strategy import (
 from safetensors.torch import load_file, save_file
 
 from federated_partition import write_partition
-from federated_task import REPO_ROOT, FederatedArguments, FederatedTask, task_for
+from federated_task import FederatedArguments, FederatedTask, task_for
+from model_card import portable
 
 logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
@@ -271,7 +272,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
             "accounting": "Flower RdpAccountant, no amplification by sampling",
         }
     seconds = previous_seconds + time.perf_counter() - started
-    command = "python recipes/train_federated.py " + shlex.join(portable(argv))
+    command = shlex.join(["python", "recipes/train_federated.py", *(portable(argument, outside="keep") for argument in argv)])
     results = task.save(final, output_dir, seconds, setup_section(task, history, privacy), command)
     summary = {
         "setup": run_identity(task) | {"fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds},
@@ -285,16 +286,6 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
     }
     (output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def portable(argv: list[str]) -> list[str]:
-    """Paths inside the repository relative to it, so the card's command works in any checkout."""
-    root = REPO_ROOT
-    out = []
-    for argument in argv:
-        path = Path(argument)
-        out.append(str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else argument)
-    return out
 
 
 def make_server_app(argv: list[str] | None = None, results: dict | None = None) -> ServerApp:
