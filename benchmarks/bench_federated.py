@@ -109,13 +109,15 @@ def main() -> dict:
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--image_arch", default="vit", choices=["vit", "gfnet", "afno"], help="the MNIST family (its base size)")
     parser.add_argument("--quick", action="store_true", help="tiny models, 2 rounds, 3 clients, 200 examples")
     parser.add_argument("--output_root", default=str(ROOT / "outputs" / "bench_federated"))
-    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/federated_<date>.json")
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/federated_<date>_<tasks>[_<runs>].json")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.clients = 2, 3
     table = QUICK if args.quick else REDUCED
+    table["image"]["model"] = ["--arch", args.image_arch, *table["image"]["model"][2:]]
     root = Path(args.output_root)
     root.mkdir(parents=True, exist_ok=True)
     report = {
@@ -126,11 +128,13 @@ def main() -> dict:
         },
         "results": {},
     }
-    path = RESULTS / f"federated_{datetime.date.today().isoformat()}_{'_'.join(args.tasks)}{'_quick' if args.quick else ''}.json"
+    tasks = [task if task == "text" else f"image_{args.image_arch}" for task in args.tasks]
+    runs = "" if args.runs == list(RUNS) else "_" + "_".join(args.runs)
+    path = RESULTS / f"federated_{datetime.date.today().isoformat()}_{'_'.join(tasks)}{runs}{'_quick' if args.quick else ''}.json"
     for task in args.tasks:
         rows = report["results"][task] = {}
         for name in args.runs:
-            output_dir = root / f"{task}_{name}"
+            output_dir = root / f"{task if task == 'text' else args.image_arch}_{name}"
             print(f"{task} {name} ...", file=sys.stderr, flush=True)
             if RUNS[name] is None:
                 rows[name] = centralised(task, table[task], args.rounds, output_dir)

@@ -13,7 +13,6 @@ client's partition, every round.
 import argparse
 import functools
 import json
-import logging
 import re
 import sys
 import tempfile
@@ -43,8 +42,6 @@ except ImportError as error:  # pragma: no cover - only outside a checkout
 
 import hf_models  # noqa: E402
 from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
-
-logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
 STRATEGIES = ("fedavg", "fedprox")
