@@ -77,7 +77,7 @@ def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dic
         sys.executable, str(ROOT / "recipes" / settings["recipe"]), *settings["model"], *settings["data"], *settings["training"],
         *COMMON, "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
     ]
-    seconds, cpu = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.parent / f"{output_dir.name}.log")
     results = json.loads((output_dir / "all_results.json").read_text()) if task == "text" else json.loads((output_dir / "results.json").read_text())
     accuracy = results["test_accuracy"] if task == "text" else results["accuracy (%)"] / 100
     return {"test_accuracy": accuracy, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "epochs": epochs}
@@ -89,7 +89,7 @@ def federated(task: str, settings: dict, flags: list[str], rounds: int, clients:
         *settings["training"], *COMMON, *flags, "--num_clients", str(clients), "--num_rounds", str(rounds),
         "--num_train_epochs", "1", "--simulation_cpus", "2", "--output_dir", str(output_dir),
     ]
-    seconds, cpu = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.parent / f"{output_dir.name}.log")
     results = json.loads((output_dir / "federated_results.json").read_text())
     return {
         "test_accuracy": results["test_accuracy"],
