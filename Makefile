@@ -1,5 +1,6 @@
 # make demo: train small translation models on the shipped corpus, reload them, translate, draw attention.
-# make test: the test suite. Both create .venv and install the CPU torch first (override with TORCH_SPEC=...).
+# make test: the test suite but the tests marked slow; make test SLOW=1: all of it (what CI runs).
+# Each creates .venv and installs the CPU torch first (override with TORCH_SPEC=...).
 # make app: the Gradio web demo (app.py) on http://127.0.0.1:$(APP_PORT), after training the demo models it lacks.
 PYTHON ?= python3
 VENV ?= .venv
@@ -28,7 +29,7 @@ browser:
 		|| echo "make: no chromium and cannot install it (not root?): tests/test_app_browser.py will fail"
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(SLOW),,-m "not slow")
 
 demo: install
 	DATA_DIR=$(DATA_DIR) OUTPUTS=$(OUTPUTS) BIN=$(BIN) bash recipes/demo.sh

@@ -14,19 +14,15 @@ from .configuration_vit import VisionTransformerConfig
 from .image_processing_classification import ClassificationImageProcessor
 from .modeling_afno import AFNOForImageClassification, AFNOModel
 from .modeling_gfnet import GFNetForImageClassification, GFNetModel
-from .modeling_gru_seq2seq import GRUSeq2SeqForConditionalGeneration
+from .modeling_gru_seq2seq import GRUSeq2SeqForConditionalGeneration, GRUSeq2SeqModel
 from .modeling_transformer import TransformerForConditionalGeneration, TransformerForSequenceClassification, TransformerModel
 from .modeling_vit import VisionTransformerForImageClassification, VisionTransformerModel
 from .pipeline_text_classification import TruncatingTextClassificationPipeline, save_for_text_classification
 from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
-try:  # INTEGRATOR: branch gru-contracts adds GRUSeq2SeqModel; once merged, import it above and delete this block
-    from .modeling_gru_seq2seq import GRUSeq2SeqModel
-except ImportError:
-    GRUSeq2SeqModel = None
-
 __all__ = [
     "GRUSeq2SeqConfig",
+    "GRUSeq2SeqModel",
     "GRUSeq2SeqForConditionalGeneration",
     "register_family",
     "TransformerConfig",
@@ -68,7 +64,7 @@ register_family(
 )
 register_family(
     GRUSeq2SeqConfig,
-    GRUSeq2SeqModel,  # None until branch gru-contracts adds the class (see the import above)
+    GRUSeq2SeqModel,
     {"AutoModelForSeq2SeqLM": GRUSeq2SeqForConditionalGeneration},
     pipelines={GRUSeq2SeqForConditionalGeneration: TRANSLATION},
 )

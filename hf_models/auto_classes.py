@@ -8,10 +8,10 @@
 transformers writes into ``auto_map`` only the class being saved: a saved ``...ForImageClassification`` lists
 ``AutoConfig`` and ``AutoModelForImageClassification``, so ``AutoModel.from_pretrained(folder,
 trust_remote_code=True)`` and the ``feature-extraction`` pipelines fail on it ("Unrecognized configuration
-class"). transformers merges ``auto_map`` entries in one place, ``custom_object_save(obj, folder, config)``, which
-adds ``obj``'s own entry to ``config.auto_map`` and keeps the others; a head's ``save_pretrained`` therefore first
-calls it for its base model (``head.base_model``, the submodule named by ``base_model_prefix``, when that class is
-registered for ``AutoModel``), so the saved config lists both.
+class"). transformers keeps every entry already in ``config.auto_map`` when it adds the saved class's own
+(``custom_object_save``), so a head's ``save_pretrained`` first adds the ``AutoModel`` entry of its family's
+registered base model (when the head is or holds that base model, so the weights match) and the saved config lists
+both.
 
 The same hook writes the code of the pipeline the config names: ``Pipeline.save_pretrained`` sets
 ``config.custom_pipelines`` on the model in memory and copies the pipeline's file, but a later
@@ -62,6 +62,22 @@ def register_family(
         image_processor.register_for_auto_class("AutoImageProcessor")
 
 
+def add_base_model_auto_map(head) -> None:
+    """Adds the ``AutoModel`` entry of the family's registered base model to ``head.config.auto_map`` when the head
+    is (subclasses) or holds (as ``head.base_model``) that base model, so that AutoModel finds the head's weights.
+    The head's module imports the base model's, so the code that save_pretrained copies has it."""
+    config = head.config
+    try:
+        base_class = AutoModel._model_mapping[type(config)]
+    except KeyError:
+        return
+    if getattr(base_class, "_auto_class", None) != "AutoModel" or not isinstance(head.base_model, base_class):
+        return
+    auto_map = dict(getattr(config, "auto_map", None) or {})
+    auto_map["AutoModel"] = f"{base_class.__module__.split('.')[-1]}.{base_class.__name__}"
+    config.auto_map = auto_map
+
+
 def saving_auto_map_and_pipeline(save_pretrained, pipeline: tuple[str, type] | None):
     """Wraps a head's ``save_pretrained``: adds the base model's ``auto_map`` entry and ``pipeline``'s
     ``custom_pipelines`` entry to the config, and copies the code of every pipeline the config names."""
@@ -70,13 +86,12 @@ def saving_auto_map_and_pipeline(save_pretrained, pipeline: tuple[str, type] | N
     def wrapper(self, save_directory: str | os.PathLike, *args, **kwargs):
         if os.path.isfile(save_directory):
             return save_pretrained(self, save_directory, *args, **kwargs)  # transformers reports the error
-        os.makedirs(save_directory, exist_ok=True)
-        base_model = self.base_model
-        if base_model is not self and getattr(base_model, "_auto_class", None) == "AutoModel":
-            custom_object_save(base_model, save_directory, config=self.config)
+        add_base_model_auto_map(self)
         if pipeline is not None:
             add_custom_pipeline(self.config, *pipeline)
-        write_custom_pipelines(self.config, save_directory)
+        if kwargs.get("is_main_process", True):  # the process that writes the files (as transformers decides)
+            os.makedirs(save_directory, exist_ok=True)
+            write_custom_pipelines(self.config, save_directory)
         return save_pretrained(self, save_directory, *args, **kwargs)
 
     wrapper.pipeline = pipeline

@@ -17,6 +17,8 @@ def resolve_legacy_attention_type(attention_mechanism: str | None, kwargs: dict)
             f"attention_type={legacy!r} (the old name of attention_mechanism) contradicts "
             f"attention_mechanism={attention_mechanism!r}: give only attention_mechanism"
         )
+    if legacy is not None:
+        check_choice("attention_type (the old name of attention_mechanism)", legacy, ATTENTION_MECHANISMS)
     return attention_mechanism or legacy or "bahdanau"
 
 

@@ -21,8 +21,9 @@ project replaces attended over the decoder's own outputs, which is not encoder-d
 Generation is incremental: the decoder state is a :class:`GRUStateCache` (a transformers ``Cache``) holding the GRU
 hidden state of every decoder layer and the encoder states already projected for scoring, so each step feeds one
 token. ``GRUSeq2SeqModel`` is the encoder-decoder without the vocabulary projection (``AutoModel``, feature
-extraction); ``GRUSeq2SeqForConditionalGeneration`` adds it. Both keep the parameter names of every checkpoint saved
-before the base model existed (``encoder.*``, ``decoder.*``, ``lm_head.weight``), as T5's pair of classes does.
+extraction); ``GRUSeq2SeqForConditionalGeneration`` wraps it as ``.model`` and adds ``lm_head``, as MarianMT does.
+Checkpoints saved before the base model existed name its weights ``encoder.*`` / ``decoder.*`` without the
+``model.`` prefix; transformers adds the ``base_model_prefix`` on load, so they load unchanged (tested).
 """
 
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ class GRUStateLayer:
         self.states = None
 
     def offload(self) -> None:
-        self.states = self.states.to("cpu", non_blocking=True)
+        if self.states is not None:
+            self.states = self.states.to("cpu", non_blocking=True)
 
     def prefetch(self) -> None: ...
 
@@ -211,7 +213,7 @@ def check_source_mask(attention_mask: torch.Tensor) -> None:
     """Refuse masks the encoder would read wrongly: a left-padded mask (or holes in it) would feed padding to the
     GRU, and an empty source has no state to start the decoder from. Eager mode only: the checks read the mask's
     values, which ``torch.export`` / ``torch.compile`` cannot branch on."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", bool)():
         return
     lengths = attention_mask.long().sum(-1)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -233,7 +235,8 @@ class GRUSeq2SeqEncoderGRU(GradientCheckpointingLayer, nn.GRU):
     """
 
     def run_direction(self, inputs: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
-        weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        weights = [getattr(self, f"{name}_l{layer}{suffix}") for name in names]
         initial = inputs.new_zeros(1, inputs.shape[0], self.hidden_size)
         outputs, _ = torch.gru(inputs, initial, weights, True, 1, 0.0, self.training, False, True)
         return outputs
@@ -312,6 +315,16 @@ class GRUSeq2SeqPreTrainedModel(PreTrainedModel):
     # this flag Trainer would pass num_items_in_batch and assume the (mean) loss is already scaled for accumulation.
     accepts_loss_kwargs = False
     supports_gradient_checkpointing = True
+    base_model_prefix = "model"
+
+    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
+        """One ``vocab_size`` for both sides: an unshared decoder embedding is resized with the encoder's."""
+        if not self.config.share_embeddings:
+            decoder = self.get_decoder()
+            decoder.embed_tokens = self._get_resized_embeddings(
+                decoder.embed_tokens, new_num_tokens, pad_to_multiple_of, mean_resizing
+            )
+        return super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     def _init_weights(self, module):
         """Embeddings and linear layers: normal(0, init_std) (the default); GRUs: Xavier input-to-hidden weights,
@@ -417,7 +430,7 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
         self.attentional_projection = nn.Linear(attentional_input_size, hidden_size)
 
     def initial_hidden(self, encoder_final_state: torch.Tensor) -> torch.Tensor:
-        """``s_0 = tanh(W [forward final; backward final])``, one slice per decoder layer: ``(layers, batch, hidden)``."""
+        """``s_0 = tanh(W [forward final; backward final])``, per decoder layer: ``(layers, batch, hidden)``."""
         batch_size = encoder_final_state.shape[0]
         hidden = torch.tanh(self.bridge(encoder_final_state)).view(batch_size, self.num_layers, -1)
         return hidden.transpose(0, 1).contiguous()
@@ -478,7 +491,8 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
     Outputs follow transformers: a ``Seq2SeqModelOutput`` unless ``return_dict`` (per call, else
     ``config.return_dict``) is False; ``output_hidden_states`` / ``output_attentions`` per call, else from the
     config. ``decoder_hidden_states`` is ``(embedding output, top GRU layer s_t)``; ``cross_attentions`` is a 1-tuple
-    of ``(batch, 1, tgt_len, src_len)`` weights over the source tokens; there is no decoder self-attention.
+    of ``(batch, 1, tgt_len, src_len)`` weights over the source tokens; ``decoder_attentions`` is an empty tuple, as
+    the decoder has no self-attention layer.
     """
 
     def __init__(self, config: GRUSeq2SeqConfig):
@@ -491,12 +505,9 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         )
         self.encoder = GRUSeq2SeqEncoder(config, encoder_embeddings)
         self.decoder = GRUSeq2SeqDecoder(config, decoder_embeddings)
-        self._tied_weights_keys = self.tied_weights(config) or None
+        if config.share_embeddings:
+            self._tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
         self.post_init()
-
-    @staticmethod
-    def tied_weights(config: GRUSeq2SeqConfig) -> dict[str, str]:
-        return {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"} if config.share_embeddings else {}
 
     def get_encoder(self):
         return self.encoder
@@ -511,14 +522,6 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         self.encoder.embed_tokens = value
         if self.config.share_embeddings:
             self.decoder.embed_tokens = value
-
-    def _resize_token_embeddings(self, new_num_tokens, pad_to_multiple_of=None, mean_resizing=True):
-        """One ``vocab_size`` for both sides: an unshared decoder embedding is resized with the encoder's."""
-        if not self.config.share_embeddings:
-            self.decoder.embed_tokens = self._get_resized_embeddings(
-                self.decoder.embed_tokens, new_num_tokens, pad_to_multiple_of, mean_resizing
-            )
-        return super()._resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
 
     @can_return_tuple
     def forward(
@@ -540,10 +543,10 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         unknown = set(kwargs) - set(TransformersKwargs.__annotations__)
         if unknown:
             raise TypeError(f"{type(self).__name__}.forward() got unexpected arguments: {sorted(unknown)}")
-        output_attentions = kwargs.get("output_attentions")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = kwargs.get("output_hidden_states")
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_attentions, output_hidden_states = (
+            getattr(self.config, name) if kwargs.get(name) is None else kwargs[name]
+            for name in ("output_attentions", "output_hidden_states")
+        )
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing_active():
             use_cache = False
@@ -591,6 +594,7 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         return Seq2SeqModelOutput(
             last_hidden_state=attentional,
             decoder_hidden_states=decoder_hidden_states if output_hidden_states else None,
+            decoder_attentions=() if output_attentions else None,  # no self-attention layer: zero of them
             cross_attentions=(cross_attention[:, None],) if output_attentions else None,
             encoder_last_hidden_state=encoder_hidden_states,
             encoder_hidden_states=getattr(encoder_outputs, "hidden_states", None),
@@ -602,7 +606,7 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         return self.decoder.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
 
-class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
+class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMixin):
     """GRU encoder-decoder with attention and a vocabulary projection, for translation.
 
     ``labels`` are the target ids (padding as -100); the decoder reads them shifted right behind
@@ -612,20 +616,24 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
     ``cache_implementation`` is refused: the GRU state is one fixed-size tensor per layer, so there is no key/value
     cache to make static, offloaded or quantized.
 
-    The base model's parameters sit at the top level (``encoder.*``, ``decoder.*``) beside ``lm_head``, the layout of
-    every checkpoint saved before :class:`GRUSeq2SeqModel` existed; each class loads the other's checkpoints.
+    ``.model`` is the :class:`GRUSeq2SeqModel`; each class loads the other's checkpoints, and both load those saved
+    before the base model existed (no ``model.`` prefix).
     """
 
     def __init__(self, config: GRUSeq2SeqConfig):
         super().__init__(config)
+        self.model = GRUSeq2SeqModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        tied = self.tied_weights(config)
         if config.tie_word_embeddings:
-            tied["lm_head.weight"] = (
-                "encoder.embed_tokens.weight" if config.share_embeddings else "decoder.embed_tokens.weight"
-            )
-        self._tied_weights_keys = tied or None
+            side = "encoder" if config.share_embeddings else "decoder"
+            self._tied_weights_keys = {"lm_head.weight": f"model.{side}.embed_tokens.weight"}
         self.post_init()
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
 
     def get_output_embeddings(self):
         return self.lm_head
@@ -672,7 +680,7 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
             use_cache = False
             if decoder_input_ids is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        outputs = super().forward(
+        outputs = self.model(
             input_ids, attention_mask, decoder_input_ids, encoder_outputs, use_cache, return_dict=True, **kwargs
         )
         logits = self.lm_head(outputs.last_hidden_state)
@@ -680,6 +688,7 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqModel, GenerationMixin):
             loss=seq2seq_lm_loss(logits, labels) if labels is not None else None,
             logits=logits,
             decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,

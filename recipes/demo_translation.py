@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     for model_dir in args.model_dirs:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, trust_remote_code=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)  # or it asks: config.json is custom
         translator = pipeline("translation", model=str(model_dir), trust_remote_code=True)
         results = json.loads((model_dir / "results.json").read_text())
         print(f"\n== {model_dir} ({type(model).__name__}, {model.num_parameters():,} parameters)")

@@ -2,6 +2,7 @@
 app's tests run in seconds without the demo's trainings. Only the translator has learnt anything (conftest's three
 pairs); the others are randomly initialised: the tests check that the page works, not that the answers are good."""
 
+import socket
 import sys
 from pathlib import Path
 
@@ -26,6 +27,13 @@ THUCNEWS_CLASSES = ["finance", "realty", "stocks", "education", "science", "soci
 DIGITS = {index: str(index) for index in range(10)}
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for an app the test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def save_tiny_app_models(models_dir: Path, translator, translation_tokenizer, headlines: list[str]) -> Path:
     """Writes ``models_dir/demo_*`` for all six slots of app.py: the given (trained) Transformer translator, an
     untrained GRU on the same tokenizer, a headline classifier with THUCNews' ten classes on a tokenizer trained on
@@ -48,9 +56,9 @@ def save_tiny_app_models(models_dir: Path, translator, translation_tokenizer, he
     save_for_text_classification(classifier, headline_tokenizer, models_dir / "demo_text_classification")
 
     for arch in ("vit", "gfnet", "afno"):
-        config_class, model_class, extra = FAMILIES[arch]
+        vision = FAMILIES[arch]
         sizes = {key: value for key, value in TINY_SIZES.items() if key != "num_labels"}
-        model = model_class(config_class(**sizes, **extra, id2label=DIGITS)).eval()
+        model = vision.model_class(vision.config_class(**sizes, **vision.sizes, id2label=DIGITS)).eval()
         size = model.config.image_size
         processor = ClassificationImageProcessor(
             size={"height": size, "width": size}, num_channels=1, image_mean=[0.13], image_std=[0.31]

@@ -63,20 +63,33 @@ def point_snippet_at(snippet: str, model_path: str | os.PathLike) -> str:
 
 
 # Runs every snippet as a user would, in an interpreter where hf_models cannot be imported; reports, per snippet,
-# None or its traceback.
+# None or its traceback. A snippet that makes transformers ask "Do you wish to run the custom code? [y/N]" fails: a
+# user would be stopped by the question (transformers catches any Exception from input(), hence a BaseException).
 SNIPPET_RUNNER = textwrap.dedent(
     """
+    import builtins
     import json
     import runpy
     import sys
     import traceback
 
     sys.modules["hf_models"] = None
+
+
+    class InteractivePrompt(BaseException):
+        pass
+
+
+    def refuse_prompt(prompt=""):
+        raise InteractivePrompt(f"the snippet asks the user: {prompt!r}")
+
+
+    builtins.input = refuse_prompt
     failures = {}
     for path in sys.argv[2:]:
         try:
             runpy.run_path(path, run_name="__main__")
-        except Exception:
+        except (Exception, InteractivePrompt):
             failures[path] = traceback.format_exc()
     with open(sys.argv[1], "w") as out:
         json.dump(failures, out)
@@ -97,7 +110,7 @@ def run_snippets(snippets: dict[str, str], work_dir: Path, env: dict[str, str] |
     failures_file = work_dir / "failures.json"
     run = subprocess.run(
         [sys.executable, "-c", SNIPPET_RUNNER, str(failures_file), *map(str, paths.values())],
-        cwd=work_dir, env=env, capture_output=True, text=True, timeout=540,
+        cwd=work_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     failures = json.loads(failures_file.read_text())

@@ -31,6 +31,7 @@ CHECKS = (
     "onnx_export",
     "training_step",
 )
+SLOW_CHECKS = {"onnx_export"}  # 4-25 s each here: torch.export, then the ONNX translation
 
 
 def assert_same_outputs(actual, expected, atol: float = 0.0, path: str = "output") -> None:
@@ -98,8 +99,11 @@ class ModelTester:
         and ``config.return_dict=False`` give exactly its ``to_tuple()``, also with loss, hidden states, attentions."""
         assert isinstance(self.forward(), ModelOutput)
         assert isinstance(self.forward(return_dict=None), ModelOutput)
+        extras = [{}, {"output_hidden_states": True}]
+        if self.has_attentions:
+            extras.append({"output_attentions": True})
         for labels in (False, True):
-            for extra in ({}, {"output_hidden_states": True}, {"output_attentions": True}):
+            for extra in extras:
                 as_dict = self.forward(labels=labels, return_dict=True, **extra)
                 as_tuple = self.forward(labels=labels, return_dict=False, **extra)
                 assert isinstance(as_tuple, tuple), f"return_dict=False gave {type(as_tuple).__name__}"
@@ -108,16 +112,20 @@ class ModelTester:
         model.config.return_dict = False
         assert_same_outputs(self.forward(model), self.forward().to_tuple(), path="config.return_dict=False")
 
+    @property
+    def has_attentions(self) -> bool:
+        return any(name.endswith("attentions") for name in self.family.outputs(self.model.config))
+
     def expected_lengths(self, kind: str) -> dict[str, int]:
         """The output fields of ``kind`` ("hidden_states" or "attentions") and their expected tuple lengths."""
         lengths = {name: n for name, n in self.family.outputs(self.model.config).items() if name.endswith(kind)}
         if not lengths:
-            pytest.skip(f"{self.family.name} has no {kind} (no attention layers)")
+            pytest.skip(f"{self.family.name} has no {kind} (no attention weights)")
         return lengths
 
-    def assert_recorded(self, outputs, kind: str) -> None:
+    def assert_recorded(self, outputs, lengths: dict[str, int], kind: str) -> None:
         hidden_size = self.model.config.hidden_size
-        for name, length in self.expected_lengths(kind).items():
+        for name, length in lengths.items():
             recorded = getattr(outputs, name)
             assert isinstance(recorded, tuple), f"{name} is {type(recorded).__name__}, not a tuple"
             assert len(recorded) == length, f"{name}: {len(recorded)} tensors, expected {length}"
@@ -131,25 +139,28 @@ class ModelTester:
                 assert getattr(outputs, name) is None, f"{name} returned without being asked for"
 
     def check_hidden_states_per_call(self, tmp_path=None) -> None:
-        self.assert_recorded(self.forward(output_hidden_states=True), "hidden_states")
+        lengths = self.expected_lengths("hidden_states")
+        self.assert_recorded(self.forward(output_hidden_states=True), lengths, "hidden_states")
 
     def check_attentions_per_call(self, tmp_path=None) -> None:
-        self.assert_recorded(self.forward(output_attentions=True), "attentions")
+        lengths = self.expected_lengths("attentions")
+        self.assert_recorded(self.forward(output_attentions=True), lengths, "attentions")
 
     def check_hidden_states_from_config(self, tmp_path=None) -> None:
+        lengths = self.expected_lengths("hidden_states")
         model = copy.deepcopy(self.model)
         model.config.output_hidden_states = True
-        self.assert_recorded(self.forward(model), "hidden_states")
+        self.assert_recorded(self.forward(model), lengths, "hidden_states")
 
     def check_attentions_from_config(self, tmp_path=None) -> None:
         """As transformers' ``test_attention_outputs``: on eager attention (SDPA computes no weights, and transformers
         refuses ``config.output_attentions=True`` with it)."""
-        self.expected_lengths("attentions")
+        lengths = self.expected_lengths("attentions")
         model = copy.deepcopy(self.model)
         if model.config._attn_implementation != "eager":
             model.set_attn_implementation("eager")
         model.config.output_attentions = True
-        self.assert_recorded(self.forward(model), "attentions")
+        self.assert_recorded(self.forward(model), lengths, "attentions")
 
     # --- training ----------------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ it does not start, these tests FAIL and say why: they never skip.
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import pytest
-from app_testing import save_tiny_app_models
+from app_testing import free_port, save_tiny_app_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_single_thread_module")]
 
@@ -34,12 +33,6 @@ STARTUP_SECONDS = 240  # the app loads six models; on this shared 2-core machine
 ANSWER_MS = 60_000  # a click's answer; generous for a busy CI machine
 # app.py in a process where `import hf_models` fails: the model folders must bring their own code
 LAUNCH = "import runpy, sys; sys.modules['hf_models'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,16 @@ as a strict xfail here: once that branch is merged the check passes, the strict 
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from families import EXPECTED_FAILURES, FAMILIES, IMAGES, TEXTS
-from model_tester import CHECKS, ModelTester, assert_same_outputs
+from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
+from fresh_process import run_fresh
+from model_tester import CHECKS, SLOW_CHECKS, ModelTester, assert_same_outputs
+from transformers import AutoModel
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
-
-
-SLOW_CHECKS = {"onnx_export"}  # 4-25 s each: torch.export, then the ONNX translation
 
 
 def expected_failure_marks(family_name: str, check: str) -> list:
@@ -35,7 +31,7 @@ def expected_failure_marks(family_name: str, check: str) -> list:
             marks=[*expected_failure_marks(family.name, check), *([pytest.mark.slow] if check in SLOW_CHECKS else [])],
             id=f"{family.name}-{check}",
         )
-        for family in FAMILIES
+        for family in COMMON_FAMILIES
         for check in CHECKS
     ],
 )
@@ -48,9 +44,8 @@ def test_contract(family, check, request, tmp_path):
 
 FRESH_PROCESS_SCRIPT = textwrap.dedent(
     """
-    import contextlib, io, sys, traceback
+    import contextlib, io, traceback
 
-    sys.modules["hf_models"] = None  # the folders must be self-contained
     import numpy as np
     import PIL.Image
     import torch
@@ -122,7 +117,7 @@ def fresh_process(request, tmp_path_factory) -> dict:
     processor), then loaded in ONE fresh process without the package, with stdin closed."""
     work_dir = tmp_path_factory.mktemp("fresh_process")
     jobs, local = [], {}
-    for family in FAMILIES:
+    for family in COMMON_FAMILIES:
         model, processor = family.build(request)
         folder = work_dir / family.name
         family.pipeline(model, processor).save_pretrained(folder)
@@ -132,18 +127,11 @@ def fresh_process(request, tmp_path_factory) -> dict:
             "auto_model": family.auto_model, "examples": IMAGES if family.images else TEXTS,
             "feature_task": None if family.seq2seq else family.feature_task,  # seq2seq base models need decoder ids
         })  # fmt: skip
-    torch.save(jobs, work_dir / "jobs.pt")
-    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
-    env.update(HF_HOME=str(work_dir / "home"), HF_MODULES_CACHE=str(work_dir / "modules"), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS_SCRIPT, "jobs.pt", "results.pt"],
-        cwd=work_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=540,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return {name: (*local[name], remote) for name, remote in torch.load(work_dir / "results.pt").items()}
+    results = run_fresh(FRESH_PROCESS_SCRIPT, jobs, work_dir)
+    return {name: (*local[name], remote) for name, remote in results.items()}
 
 
-def fresh_case(check: str, families=FAMILIES) -> list:
+def fresh_case(check: str, families=COMMON_FAMILIES) -> list:
     return [
         pytest.param(family.name, marks=[pytest.mark.slow, *expected_failure_marks(family.name, check)], id=family.name)
         for family in families
@@ -174,18 +162,24 @@ def test_fresh_process_gives_the_same_outputs(fresh_process, name):
 
 @pytest.mark.parametrize("name", fresh_case("fresh_automodel"))
 def test_fresh_process_automodel_loads_the_base_model(fresh_process, name):
-    """``auto_map`` lists ``AutoModel`` beside the head, so the base model loads from the head's folder with the
-    head's weights: the same ``last_hidden_state`` as the head's own base model."""
+    """``auto_map`` lists ``AutoModel`` beside the head, so the family's base model loads from the head's folder with
+    the head's weights (none missing): the same ``last_hidden_state`` as that class loaded here with the package."""
     family, model, processor, folder, results = fresh_process[name]
     assert "AutoModel" in json.loads((folder / "config.json").read_text())["auto_map"]
     base = remote(results, "base_model")
-    assert base["class"] == type(model.base_model).__name__, base["class"]
+    base_class = AutoModel._model_mapping[type(model.config)]
+    assert base["class"] == base_class.__name__, base["class"]
+    # every weight of the base model comes from the head's checkpoint (a head may hold or subclass its base model)
+    local, loading = base_class.from_pretrained(folder, output_loading_info=True)
+    assert not loading["missing_keys"], loading["missing_keys"]
     with torch.no_grad():
-        expected = model.base_model(**local_inputs(family, processor))
+        expected = local.eval()(**local_inputs(family, processor))
     torch.testing.assert_close(base["output"][0], expected[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", fresh_case("feature_extraction_pipeline", [f for f in FAMILIES if not f.seq2seq]))
+@pytest.mark.parametrize(
+    "name", fresh_case("feature_extraction_pipeline", [family for family in COMMON_FAMILIES if not family.seq2seq])
+)
 def test_fresh_process_feature_extraction_pipeline(fresh_process, name):
     family, model, processor, _, results = fresh_process[name]
     features = remote(results, "features")

@@ -6,14 +6,12 @@ the recipes), which leaves ``custom_pipelines`` in the model's config: before th
 """
 
 import copy
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 from families import FAMILIES, IMAGES, TEXTS
+from fresh_process import run_fresh
 from transformers import Trainer, TrainingArguments
 
 pytestmark = [pytest.mark.usefixtures("torch_single_thread_module"), pytest.mark.slow]
@@ -22,9 +20,8 @@ SAVE_PATHS = ("save_pretrained", "push_to_hub", "trainer_save_model")
 
 REMOTE_SCRIPT = textwrap.dedent(
     """
-    import sys, traceback
+    import traceback
 
-    sys.modules["hf_models"] = None
     import PIL.Image
     import torch
     import transformers
@@ -73,16 +70,8 @@ def remote_pipelines(local_hub, request, tmp_path_factory) -> dict:
                 "key": (family.name, path), "task": family.task, "model": location, "images": family.images,
                 "examples": IMAGES if family.images else TEXTS,
             })  # fmt: skip
-    work_dir = tmp_path_factory.mktemp("save_paths_remote")
-    torch.save(jobs, work_dir / "jobs.pt")
-    env = {key: value for key, value in os.environ.items() if key != "HF_TOKEN"}
-    env.update(HF_HOME=str(work_dir / "home"), HF_MODULES_CACHE=str(work_dir / "modules"), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, "jobs.pt", "results.pt"],
-        cwd=work_dir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=540,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return {"expected": expected, "remote": torch.load(work_dir / "results.pt")}
+    remote = run_fresh(REMOTE_SCRIPT, jobs, tmp_path_factory.mktemp("save_paths_remote"))
+    return {"expected": expected, "remote": remote}
 
 
 @pytest.mark.parametrize("path", SAVE_PATHS)

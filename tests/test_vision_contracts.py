@@ -249,7 +249,7 @@ def test_checkpoint_saved_by_the_old_code_loads_with_the_same_outputs(family):
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_intermediate_size_is_a_saved_field(family, tmp_path):
-    config_class, model_class, extra = FAMILIES[family]
+    config_class, extra = FAMILIES[family].config_class, FAMILIES[family].sizes
     derived = config_class(hidden_size=32, mlp_ratio=2.5, **extra)
     assert derived.intermediate_size == 80
     given = config_class(hidden_size=32, intermediate_size=48, **extra)
