@@ -77,7 +77,7 @@ def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dic
         sys.executable, str(ROOT / "recipes" / settings["recipe"]), *settings["model"], *settings["data"], *settings["training"],
         *COMMON, "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
     ]
-    seconds, cpu = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.parent / f"{output_dir.name}.log")
     results = json.loads((output_dir / "all_results.json").read_text()) if task == "text" else json.loads((output_dir / "results.json").read_text())
     accuracy = results["test_accuracy"] if task == "text" else results["accuracy (%)"] / 100
     return {"test_accuracy": accuracy, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "epochs": epochs}
@@ -89,7 +89,7 @@ def federated(task: str, settings: dict, flags: list[str], rounds: int, clients:
         *settings["training"], *COMMON, *flags, "--num_clients", str(clients), "--num_rounds", str(rounds),
         "--num_train_epochs", "1", "--simulation_cpus", "2", "--output_dir", str(output_dir),
     ]
-    seconds, cpu = run(command, output_dir.with_suffix(".log"))
+    seconds, cpu = run(command, output_dir.parent / f"{output_dir.name}.log")
     results = json.loads((output_dir / "federated_results.json").read_text())
     return {
         "test_accuracy": results["test_accuracy"],
@@ -109,13 +109,15 @@ def main() -> dict:
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--image_arch", default="vit", choices=["vit", "gfnet", "afno"], help="the MNIST family (its base size)")
     parser.add_argument("--quick", action="store_true", help="tiny models, 2 rounds, 3 clients, 200 examples")
     parser.add_argument("--output_root", default=str(ROOT / "outputs" / "bench_federated"))
-    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/federated_<date>.json")
+    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/federated_<date>_<tasks>[_<runs>].json")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.clients = 2, 3
     table = QUICK if args.quick else REDUCED
+    table["image"]["model"] = ["--arch", args.image_arch, *table["image"]["model"][2:]]
     root = Path(args.output_root)
     root.mkdir(parents=True, exist_ok=True)
     report = {
@@ -126,29 +128,36 @@ def main() -> dict:
         },
         "results": {},
     }
+    tasks = [task if task == "text" else f"image_{args.image_arch}" for task in args.tasks]
+    runs = "" if args.runs == list(RUNS) else "_" + "_".join(args.runs)
+    path = RESULTS / f"federated_{datetime.date.today().isoformat()}_{'_'.join(tasks)}{runs}{'_quick' if args.quick else ''}.json"
     for task in args.tasks:
         rows = report["results"][task] = {}
         for name in args.runs:
-            output_dir = root / f"{task}_{name}"
+            output_dir = root / f"{task if task == 'text' else args.image_arch}_{name}"
             print(f"{task} {name} ...", file=sys.stderr, flush=True)
             if RUNS[name] is None:
                 rows[name] = centralised(task, table[task], args.rounds, output_dir)
             else:
                 rows[name] = federated(task, table[task], RUNS[name], args.rounds, args.clients, output_dir)
-        if "centralised" in rows:
-            target = rows["centralised"]["test_accuracy"] - 0.01
-            for row in rows.values():
-                per_round = row.get("accuracy_per_round")
-                if per_round:
-                    row["gap_to_centralised_points"] = round(100 * (row["test_accuracy"] - rows["centralised"]["test_accuracy"]), 2)
-                    row["first_round_within_1_point"] = next((index for index, value in enumerate(per_round) if value >= target), None)
+            compare_with_centralised(rows)
+            if args.save:  # after every run, so an interrupted benchmark keeps what it measured
+                RESULTS.mkdir(exist_ok=True)
+                path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    if args.save:
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"federated_{datetime.date.today().isoformat()}{'_quick' if args.quick else ''}.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"written {path}", file=sys.stderr)
     return report
+
+
+def compare_with_centralised(rows: dict) -> None:
+    """Each federated row's gap to the centralised accuracy and the first round (0 = the initial model) whose
+    global model is within 1 point of it."""
+    if "centralised" not in rows:
+        return
+    target = rows["centralised"]["test_accuracy"]
+    for row in rows.values():
+        if "accuracy_per_round" in row:
+            row["gap_to_centralised_points"] = round(100 * (row["test_accuracy"] - target), 2)
+            row["first_round_within_1_point"] = next((index for index, value in enumerate(row["accuracy_per_round"]) if value >= target - 0.01), None)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ and ``partition.png`` (each client's example count and label histogram), ``progr
 and loss, seconds, bytes sent, clients, failures), ``federated_results.json`` and ``federated_checkpoint/``.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ RECIPES = Path(__file__).resolve().parent
 FEDERATED_APP = RECIPES / "federated"
 sys.path[:0] = [str(RECIPES), str(FEDERATED_APP)]
 
+import psutil  # noqa: E402  (installed with accelerate)
 import tomli_w  # noqa: E402  (installed with flwr)
 
 import federated_client  # noqa: E402
@@ -164,13 +166,27 @@ def run_in_deployment(argv: list[str], task: FederatedTask) -> dict:
             )
         return json.loads(results_file.read_text())
     finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_process_trees(processes)
+
+
+def stop_process_trees(processes: list[subprocess.Popen]) -> None:
+    """Terminates the processes and everything they started: the SuperLink and SuperNodes spawn ``flower-superexec``
+    processes in sessions of their own, which would outlive their parents."""
+    tree = []
+    for process in processes:
+        try:
+            tree += [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for member in reversed(tree):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    for process in processes:
+        process.wait()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -24,7 +24,8 @@ from flwr.serverapp.strategy import (
 from safetensors.torch import load_file, save_file
 
 from federated_partition import write_partition
-from federated_task import REPO_ROOT, FederatedArguments, FederatedTask, task_for
+from federated_task import FederatedArguments, FederatedTask, task_for
+from model_card import portable
 
 logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
@@ -175,7 +176,8 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
         f"- strategy: {strategy}; {federated.clients_per_round} of {federated.num_clients} clients per round "
         f"(fraction {federated.fraction_train}); {len(history) - 1} rounds, each client training locally for {local_work} "
         f"per round (learning rate {task.training_args.learning_rate:g}, batch {task.training_args.per_device_train_batch_size})",
-        f"- evaluation: the server scores the global model on the test split of the centralised recipe after every round",
+        "- evaluation: the server scores the global model on the test split of the centralised recipe after every "
+        "round; nothing selects a checkpoint (no validation split is read): the model is the last round's",
         f"- failed client updates over the run: {sum(row['failures'] for row in history)}",
         f"- total bytes communicated (model weights, both directions): {history[-1]['bytes_total']:,}",
     ]
@@ -270,7 +272,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
             "accounting": "Flower RdpAccountant, no amplification by sampling",
         }
     seconds = previous_seconds + time.perf_counter() - started
-    command = "python recipes/train_federated.py " + shlex.join(portable(argv))
+    command = shlex.join(["python", "recipes/train_federated.py", *(portable(argument, outside="keep") for argument in argv)])
     results = task.save(final, output_dir, seconds, setup_section(task, history, privacy), command)
     summary = {
         "setup": run_identity(task) | {"fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds},
@@ -284,16 +286,6 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
     }
     (output_dir / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def portable(argv: list[str]) -> list[str]:
-    """Paths inside the repository relative to it, so the card's command works in any checkout."""
-    root = REPO_ROOT
-    out = []
-    for argument in argv:
-        path = Path(argument)
-        out.append(str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else argument)
-    return out
 
 
 def make_server_app(argv: list[str] | None = None, results: dict | None = None) -> ServerApp:

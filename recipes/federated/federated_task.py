@@ -13,7 +13,6 @@ client's partition, every round.
 import argparse
 import functools
 import json
-import logging
 import re
 import sys
 import tempfile
@@ -32,7 +31,7 @@ try:
     import train_image_classification
     import train_text_classification
     from huggingface_hub import ModelCard
-    from recipe_utils import NonFiniteLossCallback, RDropTrainer, limit, parse_recipe_arguments
+    from recipe_utils import ExampleRandomness, RDropTrainer, limit, parse_recipe_arguments, training_callbacks, with_example_index
     from vision_plots import confusion_counts
     from vision_plots import plot_confusion_matrix as plot_image_confusion_matrix
 except ImportError as error:  # pragma: no cover - only outside a checkout
@@ -43,9 +42,6 @@ except ImportError as error:  # pragma: no cover - only outside a checkout
 
 import hf_models  # noqa: E402
 from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
-
-REPO_ROOT = Path(train_text_classification.__file__).resolve().parent.parent
-logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
 STRATEGIES = ("fedavg", "fedprox")
@@ -180,6 +176,8 @@ class FederatedTask:
         self.partition = partition_labels(
             self.train_labels, self.federated.num_clients, self.federated.alpha, seed, self.federated.min_partition_size
         )
+        # Augmentation / re-segmentation draws per (seed, epoch, example): the seed changes every round and client.
+        self.randomness = ExampleRandomness(self.training_args.seed)
         if self.is_text:
             tokenizer = self.recipe.load_or_train_tokenizer(self.model_args, self.data_args, splits, self.is_reference_corpus)
             self.data = self.recipe.tokenize_splits(splits, tokenizer, self.data_args.max_seq_length)
@@ -187,12 +185,13 @@ class FederatedTask:
             self.processing_class, self.collator = tokenizer, DataCollatorWithPadding(tokenizer)
         else:
             self.model, processor = self.recipe.build_model_and_processor(self.model_args, self.data_args, splits, self.is_reference_corpus)
-            self.data = self.recipe.with_transforms(splits, processor, self.data_args, self.training_args.seed)
+            self.data = self.recipe.with_transforms(splits, processor, self.data_args, self.randomness)
             self.processing_class, self.collator = processor, self.recipe.collate
         self.compute_metrics = self.recipe.compute_metrics_fn()
         local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
         self.local_args = parse_federated_arguments(local_argv)[3]
-        self.local_args.remove_unused_columns = self.is_text  # images become pixel_values on the fly
+        # Images become pixel_values on the fly, re-segmented texts read example_index: the transforms need every column.
+        self.local_args.remove_unused_columns = self.is_text and not self.data_args.piece_split_probability
 
     def summary(self) -> dict:
         return partition_summary(self.partition, self.train_labels, self.label_names)
@@ -200,16 +199,14 @@ class FederatedTask:
     def client_dataset(self, partition_id: int) -> datasets.Dataset:
         train = self.data["train"]
         if self.is_text and self.data_args.piece_split_probability:
-            train = train.with_transform(
-                self.recipe.piece_splitting(
-                    self.processing_class, self.data_args.piece_split_probability, self.data_args.max_seq_length, self.training_args.seed + partition_id
-                )
+            train = with_example_index(train).with_transform(
+                self.recipe.piece_splitting(self.processing_class, self.data_args.piece_split_probability, self.data_args.max_seq_length, self.randomness)
             )
-        return train.select(self.partition[partition_id])
+        return train.select(self.partition[partition_id])  # example_index stays the global one
 
     def trainer(self, train_dataset=None, proximal_mu: float = 0.0, seed: int | None = None) -> FedProxTrainer:
         args = self.local_args
-        args.seed = self.training_args.seed if seed is None else seed
+        args.seed = self.randomness.seed = self.training_args.seed if seed is None else seed
         return FedProxTrainer(
             proximal_mu=proximal_mu,
             rdrop_alpha=self.model_args.rdrop_alpha,
@@ -219,7 +216,7 @@ class FederatedTask:
             data_collator=self.collator,
             processing_class=self.processing_class,
             compute_metrics=self.compute_metrics,
-            callbacks=[NonFiniteLossCallback()],
+            callbacks=training_callbacks(self.randomness),
         )
 
     def load(self, state_dict: dict[str, torch.Tensor]) -> None:
@@ -254,7 +251,8 @@ class FederatedTask:
             hf_models.save_for_text_classification(self.model, self.processing_class, output_dir)
             counts = self.recipe.plot_confusion_matrix(test.label_ids, predicted, self.label_names, title, output_dir / "confusion_matrix.png")
             self.recipe.write_card(
-                self.training_args, self.model_args, self.data_args, self.model, results, training_seconds, self.is_reference_corpus, None, self.argv
+                self.training_args, self.model_args, self.data_args, self.model, results, training_seconds, self.is_reference_corpus,
+                self.splits["train"].info.description, None, self.argv,
             )
         else:
             self.model.save_pretrained(output_dir)
