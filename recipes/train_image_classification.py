@@ -17,7 +17,7 @@ Training images get light augmentation for digits and glyphs: a small random rot
 (a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images, or
 with those saved next to the ``--model_name_or_path`` checkpoint (its weights expect them).
 
-The output folder holds the model and its code, the image processor, a model card, ``results.json``, the test split's
+The output folder holds the model and its code, the image processor, the image-classification pipeline, a model card, ``results.json``, the test split's
 ``confusion_matrix.png`` and, for ViT, ``attention_rollout.png``.
 """
 
@@ -45,6 +45,7 @@ from transformers import (
 
 import hf_models
 from hf_models.metrics import load_metric
+from hf_models.pipeline_image_classification import save_for_image_classification
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
@@ -323,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        trainer.save_model(output_dir)  # the model, its code and (as processing_class) the image processor
+        # the model, its code, the image processor and the pipeline that keeps 16-bit and transparent images intact
+        save_for_image_classification(trainer.model, processor, output_dir)
 
     if "test" in transformed:
         test = trainer.predict(transformed["test"], metric_key_prefix="test")
