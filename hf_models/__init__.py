@@ -5,18 +5,9 @@ marks each class for ``register_for_auto_class`` so that ``save_pretrained`` cop
 (the checkpoint then loads with ``trust_remote_code=True`` on a machine without this package).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-)
-
+from .auto_classes import register_family
 from .configuration_afno import AFNOConfig
 from .configuration_gfnet import GFNetConfig
-
 from .configuration_gru_seq2seq import GRUSeq2SeqConfig
 from .configuration_transformer import TransformerConfig
 from .configuration_vit import VisionTransformerConfig
@@ -29,9 +20,15 @@ from .modeling_vit import VisionTransformerForImageClassification, VisionTransfo
 from .pipeline_text_classification import TruncatingTextClassificationPipeline, save_for_text_classification
 from .pipeline_translation import TranslationPipeline, register_translation_pipeline, save_for_translation
 
+try:  # INTEGRATOR: branch gru-contracts adds GRUSeq2SeqModel; once merged, import it above and delete this block
+    from .modeling_gru_seq2seq import GRUSeq2SeqModel
+except ImportError:
+    GRUSeq2SeqModel = None
+
 __all__ = [
     "GRUSeq2SeqConfig",
     "GRUSeq2SeqForConditionalGeneration",
+    "register_family",
     "TransformerConfig",
     "TransformerModel",
     "TransformerForConditionalGeneration",
@@ -52,36 +49,35 @@ __all__ = [
     "ClassificationImageProcessor",
 ]
 
-for config_class, model_class, seq2seq_class in (
-    (TransformerConfig, TransformerModel, TransformerForConditionalGeneration),
-    (GRUSeq2SeqConfig, None, GRUSeq2SeqForConditionalGeneration),
-):
-    AutoConfig.register(config_class.model_type, config_class)
-    config_class.register_for_auto_class()
-    AutoModelForSeq2SeqLM.register(config_class, seq2seq_class)
-    seq2seq_class.register_for_auto_class("AutoModelForSeq2SeqLM")
-    if model_class is not None:
-        AutoModel.register(config_class, model_class)
-        model_class.register_for_auto_class("AutoModel")
-
-AutoModelForSequenceClassification.register(TransformerConfig, TransformerForSequenceClassification)
-TransformerForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-
-# The image classifiers share one image processor; each family registers it for its own configuration.
-for config_class, model_class, classifier_class in (
-    (VisionTransformerConfig, VisionTransformerModel, VisionTransformerForImageClassification),
-    (GFNetConfig, GFNetModel, GFNetForImageClassification),
-    (AFNOConfig, AFNOModel, AFNOForImageClassification),
-):
-    AutoConfig.register(config_class.model_type, config_class)
-    config_class.register_for_auto_class()
-    AutoModel.register(config_class, model_class)
-    model_class.register_for_auto_class("AutoModel")
-    AutoModelForImageClassification.register(config_class, classifier_class)
-    classifier_class.register_for_auto_class("AutoModelForImageClassification")
-    AutoImageProcessor.register(config_class, image_processor_classes={"pil": ClassificationImageProcessor})
-ClassificationImageProcessor.register_for_auto_class("AutoImageProcessor")
-
-# transformers 5 has no "translation" task; registering lets Pipeline.save_pretrained / push_to_hub write the
-# custom_pipelines entry that makes pipeline("translation", model=folder, trust_remote_code=True) work.
+# transformers 5 has no "translation" task: registering it lets Pipeline.save_pretrained / push_to_hub, and every save
+# of a seq2seq head (auto_classes.py), write the custom_pipelines entry that makes
+# pipeline("translation", model=folder, trust_remote_code=True) work.
 register_translation_pipeline()
+TRANSLATION = ("translation", TranslationPipeline)
+
+# One line per family (auto_classes.register_family). The text classifier's base model is its encoder, which has no
+# AutoModel class of its own yet: AutoModel on TransformerConfig is the encoder-decoder TransformerModel.
+register_family(
+    TransformerConfig,
+    TransformerModel,
+    {
+        "AutoModelForSeq2SeqLM": TransformerForConditionalGeneration,
+        "AutoModelForSequenceClassification": TransformerForSequenceClassification,
+    },
+    pipelines={TransformerForConditionalGeneration: TRANSLATION},
+)
+register_family(
+    GRUSeq2SeqConfig,
+    GRUSeq2SeqModel,  # None until branch gru-contracts adds the class (see the import above)
+    {"AutoModelForSeq2SeqLM": GRUSeq2SeqForConditionalGeneration},
+    pipelines={GRUSeq2SeqForConditionalGeneration: TRANSLATION},
+)
+# The image classifiers share one image processor; each family registers it for its own configuration.
+register_family(
+    VisionTransformerConfig,
+    VisionTransformerModel,
+    {"AutoModelForImageClassification": VisionTransformerForImageClassification},
+    ClassificationImageProcessor,
+)
+register_family(GFNetConfig, GFNetModel, {"AutoModelForImageClassification": GFNetForImageClassification}, ClassificationImageProcessor)
+register_family(AFNOConfig, AFNOModel, {"AutoModelForImageClassification": AFNOForImageClassification}, ClassificationImageProcessor)

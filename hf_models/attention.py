@@ -6,8 +6,9 @@ et al. 2017, section 3.2.2). The source text this project replaces reshaped ``(b
 which splits the SEQUENCE into chunks so that no head ever sees the whole input; that is not multi-head attention.
 
 The score computation is pluggable through transformers' attention interface: ``config._attn_implementation`` picks
-``"eager"`` (this file's reference path, which can return the attention weights) or ``"sdpa"``
-(``torch.nn.functional.scaled_dot_product_attention``, fused and memory-efficient).
+``"eager"`` (this file's reference path, which can return the attention weights), ``"sdpa"``
+(``torch.nn.functional.scaled_dot_product_attention``, fused and memory-efficient) or ``"flex_attention"``
+(``torch.nn.attention.flex_attention``, compiled block-sparse kernels).
 
 A real config field, ``attention_type``, picks the score function itself: ``"softmax"`` (the above) or
 ``"performer"``, the FAVOR+ random-feature attention of Choromanski et al. (2021), "Rethinking Attention with
@@ -15,9 +16,11 @@ Performers", whose cost is linear in the sequence length (see :func:`favor_atten
 ``attn_implementation``, because it changes the model (its random features are a saved buffer) and must survive
 ``save_pretrained``.
 
-Masks are additive float tensors broadcastable to ``(batch, heads, query_len, key_len)``: 0 where a query may attend,
-the dtype's most negative finite value where it may not (finite, so a fully masked row gives a uniform distribution
-instead of NaN).
+Masks are made by transformers' own helpers (``masking_utils.create_causal_mask`` / ``create_bidirectional_mask``),
+in the form the chosen implementation wants: an additive float tensor ``(batch, 1, query_len, key_len)`` for eager (0
+where a query may attend, the dtype's most negative finite value where it may not), a boolean one (True = attend) for
+SDPA, a ``BlockMask`` for flex attention, or ``None`` when nothing needs masking. The helpers size the key axis from
+the cache (a static cache's keys are its full length), and they read no tensor values while exporting.
 """
 
 import functools
@@ -29,8 +32,10 @@ from torch import nn
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, per_layer_size
 
 ATTENTION_TYPES = ("softmax", "performer")
 
@@ -41,34 +46,6 @@ def causal_mask_bool(query_length: int, key_length: int, device=None) -> torch.T
     offset = key_length - query_length
     query_positions = torch.arange(query_length, device=device)[:, None] + offset
     return torch.arange(key_length, device=device)[None, :] <= query_positions
-
-
-def build_attention_mask(
-    key_padding_mask: torch.Tensor | None,
-    query_length: int,
-    key_length: int,
-    dtype: torch.dtype,
-    causal: bool = False,
-) -> torch.Tensor | None:
-    """Additive mask from a ``(batch, key_length)`` 1/0 padding mask (1 = real token) and/or causality.
-
-    Returns ``None`` when nothing is masked, so the attention kernel can take its mask-free fast path.
-    Shapes: ``(batch, 1, 1, key_length)`` for padding only, ``(batch | 1, 1, query_length, key_length)`` with causality.
-    """
-    if key_padding_mask is not None:
-        if key_padding_mask.shape[-1] != key_length:
-            raise ValueError(
-                f"attention_mask has length {key_padding_mask.shape[-1]} but the keys have length {key_length}"
-            )
-        if bool(key_padding_mask.all()):
-            key_padding_mask = None
-    if key_padding_mask is None and not causal:
-        return None
-    allowed = None if key_padding_mask is None else key_padding_mask.bool()[:, None, None, :]
-    if causal:
-        causal_allowed = causal_mask_bool(query_length, key_length, device=key_padding_mask.device if allowed is not None else None)
-        allowed = causal_allowed[None, None] if allowed is None else allowed & causal_allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 def eager_attention_forward(
@@ -87,7 +64,9 @@ def eager_attention_forward(
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # an SDPA-style mask (output_attentions)
+        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+    elif attention_mask is not None:
         scores = scores + attention_mask
     elif is_causal and query.size(-2) > 1:
         allowed = causal_mask_bool(query.size(-2), key.size(-2), device=query.device)
@@ -435,18 +414,24 @@ def favor_readout(query: torch.Tensor, state: FavorState, projection: torch.Tens
         return _readout(query, state.kv, state.z, projection.to(state.kv.dtype), data_scale).to(dtype)
 
 
-def key_mask_from_additive(attention_mask: torch.Tensor | None, key_length: int) -> torch.Tensor | None:
-    """The ``(batch, key_len)`` bool key-padding mask of an additive mask made by :func:`build_attention_mask`.
+def key_padding_from_mask(attention_mask: torch.Tensor | None, key_length: int) -> torch.Tensor | None:
+    """The ``(batch, key_len)`` bool key-padding mask (True = real key) of a 4-D eager (additive) or SDPA (boolean)
+    mask from transformers' mask helpers, for the last ``key_length`` keys.
 
     Performer attention can honour key padding and causality only, not an arbitrary ``(query, key)`` pattern. Padding
     masks the same keys for every query, and with causality the last query sees every real key, so the mask's last
     query row is the padding pattern."""
     if attention_mask is None:
         return None
+    if not isinstance(attention_mask, torch.Tensor):
+        raise ValueError(
+            "attention_type='performer' takes eager or sdpa masks, not a flex-attention BlockMask: load the model with "
+            "attn_implementation='eager' or 'sdpa' (flex_attention applies to softmax attention only)"
+        )
     if attention_mask.dim() != 4 or attention_mask.size(1) != 1:
-        raise ValueError("performer attention takes a (batch, 1, query_len, key_len) mask from build_attention_mask")
+        raise ValueError("performer attention takes a (batch, 1, query_len, key_len) mask from transformers' mask helpers")
     row = attention_mask[:, 0, -1, -key_length:]
-    return row > torch.finfo(attention_mask.dtype).min / 2
+    return row if row.dtype == torch.bool else row > torch.finfo(attention_mask.dtype).min / 2
 
 
 class FavorCacheLayer(DynamicLayer):
@@ -513,7 +498,8 @@ def init_random_features(module: nn.Module) -> None:
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention with one packed input projection, laid out like ``torch.nn.MultiheadAttention``.
 
-    ``in_proj`` maps ``hidden_size -> 3 * hidden_size`` (query, key, value stacked in that order), so weights copy
+    ``in_proj`` maps ``hidden_size -> 3 * hidden_size`` (query, key, value stacked in that order; ``3 * heads *
+    head_dim`` after head pruning), so weights copy
     one-to-one from ``nn.MultiheadAttention.in_proj_weight``. Self-attention does one matrix product for Q, K and V;
     cross-attention projects the query from the decoder and K, V from the encoder states with the two slices.
 
@@ -527,19 +513,29 @@ class MultiHeadAttention(nn.Module):
     ``config.performer_redraw_interval = N > 0`` the features are redrawn before every N-th training forward call.
     """
 
-    def __init__(self, config, is_cross_attention: bool = False, is_causal: bool = False, layer_idx: int | None = None):
+    def __init__(
+        self,
+        config,
+        is_cross_attention: bool = False,
+        is_causal: bool = False,
+        layer_idx: int | None = None,
+        heads_field: str = "num_attention_heads_per_layer",
+    ):
         super().__init__()
         self.config = config
         self.hidden_size = config.hidden_size
-        self.num_heads = config.num_attention_heads
-        self.head_dim = self.hidden_size // self.num_heads
+        self.head_dim = self.hidden_size // config.num_attention_heads
+        # a pruned model records this layer's remaining heads in the config list ``heads_field`` (hf_models.pruning)
+        self.heads_field = heads_field
+        self.num_heads = per_layer_size(config, heads_field, layer_idx, config.num_attention_heads)
+        self.inner_size = self.num_heads * self.head_dim
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         self.is_cross_attention = is_cross_attention
         self.is_causal = is_causal
         self.layer_idx = layer_idx
-        self.in_proj = nn.Linear(self.hidden_size, 3 * self.hidden_size)
-        self.out_proj = nn.Linear(self.hidden_size, self.hidden_size)
+        self.in_proj = nn.Linear(self.hidden_size, 3 * self.inner_size)
+        self.out_proj = nn.Linear(self.inner_size, self.hidden_size)
         self.attention_type = getattr(config, "attention_type", "softmax")
         projection = None
         if self.attention_type == "performer":
@@ -568,11 +564,11 @@ class MultiHeadAttention(nn.Module):
         """Cross-attention: the query projection alone (keys and values come from the encoder output or the cache)."""
         if key_value_states is None:
             raise ValueError("cross-attention needs key_value_states (the encoder output)")
-        weight, bias = self.in_proj.weight[: self.hidden_size], self.in_proj.bias[: self.hidden_size]
+        weight, bias = self.in_proj.weight[: self.inner_size], self.in_proj.bias[: self.inner_size]
         return self._split_heads(nn.functional.linear(hidden_states, weight, bias))
 
     def _key_value(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        weight, bias = self.in_proj.weight[self.hidden_size :], self.in_proj.bias[self.hidden_size :]
+        weight, bias = self.in_proj.weight[self.inner_size :], self.in_proj.bias[self.inner_size :]
         key, value = nn.functional.linear(source, weight, bias).chunk(2, dim=-1)
         return self._split_heads(key), self._split_heads(value)
 
@@ -582,9 +578,12 @@ class MultiHeadAttention(nn.Module):
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
-        output_attentions: bool = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(output, weights)``: the weights (for transformers' output recorder) only on the eager path, which
+        ``output_attentions=True`` selects by itself."""
+        kwargs.pop("is_causal", None)  # this layer knows whether it is causal; the mask carries the rest
+        output_attentions = bool(kwargs.get("output_attentions"))
         if self.attention_type == "performer":
             return self._performer_forward(hidden_states, key_value_states, attention_mask, cache, output_attentions)
         batch_size, query_length, _ = hidden_states.shape
@@ -604,7 +603,14 @@ class MultiHeadAttention(nn.Module):
             if self_cache is not None:
                 key, value = self_cache.update(key, value, self.layer_idx)
 
-        implementation = "eager" if output_attentions else self.config._attn_implementation
+        implementation = self.config._attn_implementation
+        if output_attentions and implementation != "eager":
+            if not isinstance(attention_mask, torch.Tensor | None):
+                raise ValueError(
+                    "output_attentions=True needs attn_implementation='eager' or 'sdpa': flex attention's block mask "
+                    "cannot be replayed on the eager path that returns the weights"
+                )
+            implementation = "eager"
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention_interface(
             self,
@@ -617,7 +623,7 @@ class MultiHeadAttention(nn.Module):
             is_causal=self.is_causal and attention_mask is None and query_length == key.size(-2),
             **kwargs,
         )
-        output = self.out_proj(output.reshape(batch_size, query_length, self.hidden_size))
+        output = self.out_proj(output.reshape(batch_size, query_length, self.inner_size))
         return output, weights
 
     def _performer_forward(self, hidden_states, key_value_states, attention_mask, cache, output_attentions):
@@ -640,14 +646,14 @@ class MultiHeadAttention(nn.Module):
                 output = favor_readout(query, favor_cache_layer(cross_cache, self.layer_idx).state, projection, self.scaling)
             else:
                 key, value = self._key_value(key_value_states)
-                key_mask = key_mask_from_additive(attention_mask, key.size(-2))
+                key_mask = key_padding_from_mask(attention_mask, key.size(-2))
                 output, state = favor_attention(query, key, value, projection, self.scaling, key_mask)
                 if cross_cache is not None:
                     favor_cache_layer(cross_cache, self.layer_idx).store(state, key.size(-2))
                     cache.is_updated[self.layer_idx] = True
         else:
             query, key, value = self._query_key_value(hidden_states)
-            key_mask = key_mask_from_additive(attention_mask, query_length)  # the mask's columns of these keys
+            key_mask = key_padding_from_mask(attention_mask, query_length)  # the mask's columns of these keys
             self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
             layer = favor_cache_layer(self_cache, self.layer_idx) if self_cache is not None else None
             if layer is not None and not self.is_causal:
@@ -658,5 +664,5 @@ class MultiHeadAttention(nn.Module):
             )
             if layer is not None:
                 layer.store(state, layer.seq_length + query_length)
-        output = self.out_proj(output.transpose(1, 2).reshape(batch_size, query_length, self.hidden_size))
+        output = self.out_proj(output.transpose(1, 2).reshape(batch_size, query_length, self.inner_size))
         return output, None

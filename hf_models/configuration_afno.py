@@ -19,6 +19,12 @@ class AFNOConfig(PatchImageConfig):
             0 disables it.
         hard_thresholding_fraction: fraction of the lowest frequencies kept along each axis (1.0 keeps all); the
             others are set to zero without being computed.
+        spectral_residual: ``True`` (default of new configurations) is the block of the official AFNO code
+            (NVlabs/AFNO-transformer, ``AFNO2D.forward`` returns ``x + bias`` and ``Block`` adds the block input
+            again, its "double skip"): ``x = x + Filter(LN(x)) + LN(x)``, then ``x = x + DropPath(MLP(LN(x)))``, with
+            no stochastic depth on the filter branch. ``False`` is this package's first version,
+            ``x = x + DropPath(Filter(LN(x)))`` then the MLP branch; a saved config.json without the field predates
+            it and loads as ``False``, so old checkpoints compute what they were trained with.
     """
 
     model_type = "afno"
@@ -30,6 +36,7 @@ class AFNOConfig(PatchImageConfig):
         hidden_size_factor: int = 1,
         sparsity_threshold: float = 0.01,
         hard_thresholding_fraction: float = 1.0,
+        spectral_residual: bool = True,
         **kwargs,
     ):
         check_int("num_blocks", num_blocks)
@@ -40,8 +47,19 @@ class AFNOConfig(PatchImageConfig):
             raise ValueError(f"sparsity_threshold must be >= 0, got {sparsity_threshold!r}")
         if not isinstance(hard_thresholding_fraction, (int, float)) or not 0 < hard_thresholding_fraction <= 1:
             raise ValueError(f"hard_thresholding_fraction must be in (0, 1], got {hard_thresholding_fraction!r}")
+        if not isinstance(spectral_residual, bool):
+            raise ValueError(f"spectral_residual must be True or False, got {spectral_residual!r}")
         self.num_blocks = num_blocks
         self.hidden_size_factor = hidden_size_factor
         self.sparsity_threshold = float(sparsity_threshold)
         self.hard_thresholding_fraction = float(hard_thresholding_fraction)
+        self.spectral_residual = spectral_residual
         super().__init__(hidden_size=hidden_size, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """A saved configuration without ``spectral_residual`` was written before the field existed, by code without
+        the spectral residual: it loads as ``spectral_residual=False`` (unless the caller passes the field)."""
+        if "spectral_residual" not in config_dict and "spectral_residual" not in kwargs:
+            config_dict = {**config_dict, "spectral_residual": False}
+        return super().from_dict(config_dict, **kwargs)

@@ -4,8 +4,20 @@ from transformers import PreTrainedConfig
 
 from .validation import check_choice, check_int, check_probability
 
-ATTENTION_TYPES = ("bahdanau", "luong")
+ATTENTION_MECHANISMS = ("bahdanau", "luong")
 LUONG_SCORES = ("general", "dot")
+
+
+def resolve_legacy_attention_type(attention_mechanism: str | None, kwargs: dict) -> str:
+    """``attention_mechanism``, or the ``attention_type`` (its old name) of a config saved before the rename, taken
+    out of ``kwargs`` so it is not stored again; "bahdanau" when neither is given."""
+    legacy = kwargs.pop("attention_type", None)
+    if legacy is not None and attention_mechanism is not None and legacy != attention_mechanism:
+        raise ValueError(
+            f"attention_type={legacy!r} (the old name of attention_mechanism) contradicts "
+            f"attention_mechanism={attention_mechanism!r}: give only attention_mechanism"
+        )
+    return attention_mechanism or legacy or "bahdanau"
 
 
 class GRUSeq2SeqConfig(PreTrainedConfig):
@@ -24,8 +36,10 @@ class GRUSeq2SeqConfig(PreTrainedConfig):
             since the output projection then re-uses the embedding matrix on ``hidden_size`` vectors.
         encoder_layers / decoder_layers: stacked GRU layers on each side.
         bidirectional_encoder: read the source in both directions (Bahdanau et al. 2015, section 3.2).
-        attention_type: ``"bahdanau"`` (additive; context from the previous decoder state feeds the GRU input)
-            or ``"luong"`` (multiplicative; GRU step first, then attention on the new state).
+        attention_mechanism: ``"bahdanau"`` (additive; context from the previous decoder state feeds the GRU
+            input) or ``"luong"`` (multiplicative; GRU step first, then attention on the new state). Saved configs
+            from before the rename call it ``attention_type`` and still load; the name was freed because
+            ``attention_type`` picks softmax or performer attention on every other config of the package.
         luong_score: ``"general"`` (``h_t^T W h_j``) or ``"dot"`` (``h_t^T h_j``); used by Luong attention only.
         dropout: on embeddings, between GRU layers and before the output projection.
         init_std: std of the normal initialisation of embeddings and linear layers (GRUs use Xavier input weights
@@ -49,7 +63,7 @@ class GRUSeq2SeqConfig(PreTrainedConfig):
         encoder_layers: int = 1,
         decoder_layers: int = 1,
         bidirectional_encoder: bool = True,
-        attention_type: str = "bahdanau",
+        attention_mechanism: str | None = None,
         luong_score: str = "general",
         dropout: float = 0.1,
         init_std: float = 0.1,
@@ -63,9 +77,10 @@ class GRUSeq2SeqConfig(PreTrainedConfig):
         use_cache: bool = True,
         **kwargs,
     ):
+        attention_mechanism = resolve_legacy_attention_type(attention_mechanism, kwargs)
         for name in ("vocab_size", "hidden_size", "embedding_size", "encoder_layers", "decoder_layers"):
             check_int(name, locals()[name])
-        check_choice("attention_type", attention_type, ATTENTION_TYPES)
+        check_choice("attention_mechanism", attention_mechanism, ATTENTION_MECHANISMS)
         check_choice("luong_score", luong_score, LUONG_SCORES)
         check_probability("dropout", dropout)
         if not init_std > 0:
@@ -81,7 +96,7 @@ class GRUSeq2SeqConfig(PreTrainedConfig):
         self.encoder_layers = encoder_layers
         self.decoder_layers = decoder_layers
         self.bidirectional_encoder = bidirectional_encoder
-        self.attention_type = attention_type
+        self.attention_mechanism = attention_mechanism
         self.luong_score = luong_score
         self.dropout = dropout
         self.init_std = init_std

@@ -3,7 +3,7 @@
 from transformers import PreTrainedConfig
 
 from .attention import check_attention_config
-from .validation import check_choice, check_int, check_probability
+from .validation import check_choice, check_int, check_per_layer_sizes, check_probability
 
 ACTIVATIONS = ("relu", "gelu")
 CLASSIFIER_POOLINGS = ("cls", "mean")
@@ -47,10 +47,15 @@ class TransformerConfig(PreTrainedConfig):
         word_dropout: while training, each input token but the first (``[CLS]``) is hidden from attention and pooling
             with this probability: the word dropout of deep averaging networks (Iyyer et al. 2015), a regulariser for
             small text-classification sets; only ``TransformerForSequenceClassification`` uses it.
+        encoder_attention_heads_per_layer / decoder_attention_heads_per_layer / cross_attention_heads_per_layer:
+            heads of each encoder self-attention, decoder self-attention and decoder cross-attention layer after head
+            pruning (``hf_models.pruning``; every head keeps ``hidden_size / num_attention_heads`` features).
+        encoder_intermediate_size_per_layer / decoder_intermediate_size_per_layer: FFN width of each layer after
+            pruning. Every ``*_per_layer`` field defaults to ``None`` (the uniform size; not written to config.json).
     """
 
     model_type = "vaswani_transformer"
-    attribute_map = {"num_hidden_layers": "decoder_layers", "d_model": "hidden_size"}
+    attribute_map = {"d_model": "hidden_size"}
     keys_to_ignore_at_inference = ["cache", "past_key_values"]
 
     def __init__(
@@ -78,6 +83,11 @@ class TransformerConfig(PreTrainedConfig):
         classifier_pooling: str = "mean",
         classifier_dropout: float | None = None,
         word_dropout: float = 0.0,
+        encoder_attention_heads_per_layer: list[int] | None = None,
+        decoder_attention_heads_per_layer: list[int] | None = None,
+        cross_attention_heads_per_layer: list[int] | None = None,
+        encoder_intermediate_size_per_layer: list[int] | None = None,
+        decoder_intermediate_size_per_layer: list[int] | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -86,6 +96,7 @@ class TransformerConfig(PreTrainedConfig):
         use_cache: bool = True,
         **kwargs,
     ):
+        num_hidden_layers = kwargs.pop("num_hidden_layers", None)  # set below, once is_encoder_decoder is known
         for name in ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
             check_int(name, locals()[name])
         check_int("encoder_layers", encoder_layers, minimum=0)
@@ -125,6 +136,16 @@ class TransformerConfig(PreTrainedConfig):
         self.classifier_pooling = classifier_pooling
         self.classifier_dropout = classifier_dropout
         self.word_dropout = word_dropout
+        for name, sizes, num_layers, maximum in (
+            ("encoder_attention_heads_per_layer", encoder_attention_heads_per_layer, encoder_layers, num_attention_heads),
+            ("decoder_attention_heads_per_layer", decoder_attention_heads_per_layer, decoder_layers, num_attention_heads),
+            ("cross_attention_heads_per_layer", cross_attention_heads_per_layer, decoder_layers, num_attention_heads),
+            ("encoder_intermediate_size_per_layer", encoder_intermediate_size_per_layer, encoder_layers, None),
+            ("decoder_intermediate_size_per_layer", decoder_intermediate_size_per_layer, decoder_layers, None),
+        ):
+            check_per_layer_sizes(name, sizes, num_layers, maximum)
+            if sizes is not None:  # unpruned configs serialise exactly as before pruning existed
+                setattr(self, name, sizes)
         self.use_cache = use_cache
         super().__init__(
             pad_token_id=pad_token_id,
@@ -135,3 +156,19 @@ class TransformerConfig(PreTrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
+        if num_hidden_layers is not None:
+            self.num_hidden_layers = num_hidden_layers
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """transformers' name for the depth of the stack whose states the model returns, which ``generate()``'s caches
+        and the ``output_hidden_states`` indices read: the decoder's in the encoder-decoder, the encoder's when the
+        config is encoder-only (``is_encoder_decoder=False``, as ``TransformerForSequenceClassification`` makes it)."""
+        return self.decoder_layers if self.is_encoder_decoder else self.encoder_layers
+
+    @num_hidden_layers.setter
+    def num_hidden_layers(self, value: int) -> None:
+        if self.is_encoder_decoder:
+            self.decoder_layers = value
+        else:
+            self.encoder_layers = value

@@ -2,7 +2,7 @@
 
 from .attention import check_attention_config
 from .configuration_vision import PatchImageConfig
-from .validation import check_int, check_probability
+from .validation import check_int, check_per_layer_sizes, check_probability
 
 
 class VisionTransformerConfig(PatchImageConfig):
@@ -18,6 +18,8 @@ class VisionTransformerConfig(PatchImageConfig):
             patches; see ``hf_models.attention``).
         num_random_features: FAVOR+ features per head; ``None`` = head_dim * ln(head_dim).
         performer_redraw_interval: N > 0 redraws the random features before each N-th training forward call; 0 never.
+        num_attention_heads_per_layer: heads of each layer after head pruning (``hf_models.pruning``; every head keeps
+            ``hidden_size / num_attention_heads`` features); ``None`` (default) = ``num_attention_heads`` everywhere.
     """
 
     model_type = "hfm_vit"  # "vit" is transformers' own ViT
@@ -29,6 +31,7 @@ class VisionTransformerConfig(PatchImageConfig):
         attention_type: str = "softmax",
         num_random_features: int | None = None,
         performer_redraw_interval: int = 0,
+        num_attention_heads_per_layer: list[int] | None = None,
         **kwargs,
     ):
         check_int("num_attention_heads", num_attention_heads)
@@ -45,4 +48,12 @@ class VisionTransformerConfig(PatchImageConfig):
         self.attention_type = attention_type
         self.num_random_features = num_random_features
         self.performer_redraw_interval = performer_redraw_interval
+        check_per_layer_sizes(
+            "num_attention_heads_per_layer",
+            num_attention_heads_per_layer,
+            kwargs.get("num_hidden_layers", 12),
+            num_attention_heads,
+        )
+        if num_attention_heads_per_layer is not None:  # unpruned configs serialise exactly as before pruning existed
+            self.num_attention_heads_per_layer = num_attention_heads_per_layer
         super().__init__(**kwargs)

@@ -9,7 +9,14 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
+
+from .validation import per_layer_size
 
 
 class PatchEmbedding(nn.Module):
@@ -79,44 +86,62 @@ def drop_path_rates(config) -> list[float]:
 
 
 class Mlp(nn.Module):
-    """Per-token MLP: Linear -> activation -> dropout -> Linear -> dropout."""
+    """Per-token MLP: Linear -> activation -> dropout -> Linear -> dropout. A pruned model records block
+    ``layer_idx``'s width in ``config.intermediate_size_per_layer`` (``hf_models.pruning``)."""
 
-    def __init__(self, config):
+    sizes_field = "intermediate_size_per_layer"
+
+    def __init__(self, config, layer_idx: int | None = None):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.layer_idx = layer_idx
+        intermediate_size = per_layer_size(config, self.sizes_field, layer_idx, config.intermediate_size)
+        self.fc1 = nn.Linear(config.hidden_size, intermediate_size)
         self.activation = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.fc2 = nn.Linear(intermediate_size, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.dropout(self.activation(self.fc1(hidden_states)))))
 
 
-class MixerBlock(nn.Module):
-    """One pre-LayerNorm block around a token mixer.
+class MixerBlock(GradientCheckpointingLayer):
+    """One pre-LayerNorm block around a token mixer, on a token sequence ``(batch, tokens, hidden)``.
 
     ``mixer_residual=True`` (ViT, AFNO): ``x = x + DropPath(Mixer(LN(x)))`` then ``x = x + DropPath(MLP(LN(x)))``.
     ``mixer_residual=False`` (GFNet, as in its paper's code): one residual around both,
-    ``x = x + DropPath(MLP(LN(Mixer(LN(x)))))``.
+    ``x = x + DropPath(MLP(LN(Mixer(LN(x)))))``. ``mixer_drop_path=False`` (AFNO's official code) leaves the mixer
+    branch without stochastic depth.
 
-    A token mixer maps normalised tokens to ``(mixed tokens, attention weights or None)`` and keeps their shape.
+    A token mixer maps normalised tokens to ``(mixed tokens, attention weights or None)`` and keeps their shape; the
+    keyword arguments of the call (``output_attentions``, the Fourier mixers' ``grid_size``) go to it. The block's
+    output is what ``output_hidden_states`` records, and, as a ``GradientCheckpointingLayer``, what
+    ``gradient_checkpointing_enable()`` recomputes in the backward pass instead of storing its activations.
     """
 
-    def __init__(self, config, token_mixer: nn.Module, drop_path: float, mixer_residual: bool = True):
+    def __init__(
+        self,
+        config,
+        token_mixer: nn.Module,
+        drop_path: float,
+        mixer_residual: bool = True,
+        mixer_drop_path: bool = True,
+        layer_idx: int | None = None,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.token_mixer = token_mixer
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = Mlp(config)
+        self.mlp = Mlp(config, layer_idx)
         self.drop_path = DropPath(drop_path)
         self.mixer_residual = mixer_residual
+        self.mixer_drop_path = mixer_drop_path
 
-    def forward(self, hidden_states: torch.Tensor, **mixer_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
-        mixed, weights = self.token_mixer(self.norm1(hidden_states), **mixer_kwargs)
+    def forward(self, hidden_states: torch.Tensor, **mixer_kwargs) -> torch.Tensor:
+        mixed, _ = self.token_mixer(self.norm1(hidden_states), **mixer_kwargs)
         if self.mixer_residual:
-            hidden_states = hidden_states + self.drop_path(mixed)
-            return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states))), weights
-        return hidden_states + self.drop_path(self.mlp(self.norm2(mixed))), weights
+            hidden_states = hidden_states + (self.drop_path(mixed) if self.mixer_drop_path else mixed)
+            return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        return hidden_states + self.drop_path(self.mlp(self.norm2(mixed)))
 
 
 @torch.no_grad()
@@ -137,67 +162,62 @@ class FourierGridEncoder(nn.Module):
     """The body GFNet and AFNO share (GFNet's isotropic model): patch embedding + learned positions, blocks that mix
     tokens with ``make_mixer(config)``, a final LayerNorm and global average pooling over the tokens.
 
+    The blocks carry the tokens as a sequence ``(batch, height * width, hidden)`` in row-major order, as ViT's do;
+    each Fourier mixer views them as the ``grid_size`` grid for its FFT. So the recorded hidden states are the very
+    tensors the next block reads (and receive gradients), not reshaped copies.
+
     Images of another size than ``config.image_size`` need ``interpolate_pos_encoding=True``: the position table is
     resized bicubically, and the Fourier mixers adapt to the new grid themselves.
     """
 
-    def __init__(self, config, make_mixer, mixer_residual: bool):
+    def __init__(self, config, make_mixer, mixer_residual: bool, mixer_drop_path: bool = True):
         super().__init__()
         self.config = config
         self.patch_embeddings = PatchEmbedding(config)
         self.position_embeddings = nn.Parameter(torch.zeros(config.grid_size, config.grid_size, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
-            MixerBlock(config, make_mixer(config), rate, mixer_residual) for rate in drop_path_rates(config)
+            MixerBlock(config, make_mixer(config), rate, mixer_residual, mixer_drop_path, index)
+            for index, rate in enumerate(drop_path_rates(config))
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
-        self,
-        pixel_values: torch.Tensor,
-        output_hidden_states: bool = False,
-        interpolate_pos_encoding: bool = False,
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, **kwargs
     ) -> BaseModelOutputWithPooling:
         check_image_size(pixel_values, self.config.image_size, interpolate_pos_encoding)
-        hidden_states = self.patch_embeddings(pixel_values)
-        height, width = hidden_states.shape[1:3]
-        hidden_states = self.dropout(hidden_states + resize_grid(self.position_embeddings, height, width))
-        all_hidden_states = (hidden_states.flatten(1, 2),) if output_hidden_states else None
+        grid = self.patch_embeddings(pixel_values)
+        height, width = grid.shape[1:3]
+        hidden_states = self.dropout(grid + resize_grid(self.position_embeddings, height, width)).flatten(1, 2)
         for layer in self.layers:
-            hidden_states, _ = layer(hidden_states)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states.flatten(1, 2),)
-        sequence_output = self.layernorm(hidden_states.flatten(1, 2))
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=sequence_output.mean(dim=1),
-            hidden_states=all_hidden_states,
-        )
+            hidden_states = layer(hidden_states, grid_size=(height, width), **kwargs)
+        sequence_output = self.layernorm(hidden_states)
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=sequence_output.mean(dim=1))
 
 
 class FourierGridModelMixin:
     """``forward`` of ``GFNetModel`` and ``AFNOModel``: both are a ``FourierGridEncoder`` held as ``self.encoder``.
-    ``output_attentions`` is accepted for API compatibility; Fourier mixers have no attention weights."""
+
+    ``return_dict``, ``output_hidden_states`` (a flag or layer indices) and ``output_attentions`` come from the call
+    or else the config, through transformers' ``capture_outputs``, which records the blocks' outputs with hooks
+    (``_can_record_outputs``). Fourier mixers have no attention weights, so there are no attentions to record."""
+
+    _can_record_outputs = {"hidden_states": MixerBlock}
 
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.patch_embeddings
 
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
         if pixel_values is None:
             raise ValueError("pixel_values is required")
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         pixel_values = pixel_values.to(self.encoder.patch_embeddings.projection.weight.dtype)
-        output = self.encoder(pixel_values, output_hidden_states, interpolate_pos_encoding)
-        return output if return_dict else output.to_tuple()
+        return self.encoder(pixel_values, interpolate_pos_encoding, **kwargs)
 
 
 def check_image_size(pixel_values: torch.Tensor, image_size: int, interpolate_pos_encoding: bool) -> None:
@@ -213,32 +233,53 @@ def check_image_size(pixel_values: torch.Tensor, image_size: int, interpolate_po
 class ImageClassificationMixin:
     """``forward`` of every ``...ForImageClassification`` here: the base model's pooled features (CLS token for ViT,
     token mean for GFNet/AFNO) -> dropout -> ``self.classifier``; ``labels`` give a loss chosen by
-    ``config.problem_type`` (cross-entropy, BCE-with-logits or MSE) through transformers' ``self.loss_function``."""
+    ``config.problem_type`` (cross-entropy, BCE-with-logits or MSE) through transformers' ``self.loss_function``.
+    ``return_dict=False`` (call or config) gives a tuple, as transformers' ``can_return_tuple`` heads do."""
 
     # The loss is a mean over the batch; without this Trainer would pass num_items_in_batch and skip dividing the
     # loss by the gradient-accumulation steps.
     accepts_loss_kwargs = False
 
+    def forward_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """timm's ``forward_features``: the final LayerNorm's tokens ``(batch, tokens, hidden)`` before pooling (CLS
+        token first for ViT; the patch grid in row-major order for GFNet/AFNO)."""
+        return self.base_model(
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True
+        ).last_hidden_state
+
+    def reset_classifier(self, num_labels: int, id2label: dict[int, str] | None = None) -> None:
+        """timm's ``reset_classifier``: a freshly initialised head for ``num_labels`` classes (0: no head, the logits
+        are the pooled features), on the old head's device and dtype, for fine-tuning on another label set.
+        ``config.num_labels`` / ``id2label`` / ``label2id`` follow (``LABEL_i`` names unless ``id2label`` is given),
+        so a saved model reloads with the new head."""
+        if id2label is not None and len(id2label) != num_labels:
+            raise ValueError(f"id2label has {len(id2label)} entries but num_labels is {num_labels}")
+        old = next(self.classifier.parameters(), self.base_model.get_input_embeddings().projection.weight)
+        self.config.num_labels = num_labels
+        if id2label is not None:
+            self.config.id2label = dict(id2label)
+            self.config.label2id = {label: index for index, label in self.config.id2label.items()}
+        self.num_labels = num_labels
+        if num_labels > 0:
+            self.classifier = nn.Linear(self.config.hidden_size, num_labels, device=old.device, dtype=old.dtype)
+            init_patch_model_weights(self.classifier, self.config.initializer_range)
+        else:
+            self.classifier = nn.Identity()
+
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> ImageClassifierOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutput:
+        # return_dict=True: the head reads fields of the base output even when the config asks for tuples
         outputs = self.base_model(
-            pixel_values,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            interpolate_pos_encoding=interpolate_pos_encoding,
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True, **kwargs
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None
-        output = ImageClassifierOutput(
+        return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict else output.to_tuple()

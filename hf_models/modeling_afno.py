@@ -16,9 +16,22 @@ from .configuration_afno import AFNOConfig
 from .layers import FourierGridEncoder, FourierGridModelMixin, ImageClassificationMixin, init_patch_model_weights
 
 
-def complex_relu(z: torch.Tensor) -> torch.Tensor:
-    """ReLU on the real and imaginary parts separately, as in the AFNO code."""
-    return torch.complex(torch.relu(z.real), torch.relu(z.imag))
+def complex_linear(
+    real: torch.Tensor, imag: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W z + b`` per block for complex ``z = real + i imag`` and ``(blocks, in, out, 2)`` weights, in real
+    arithmetic: ``(Wr zr - Wi zi + br) + i (Wr zi + Wi zr + bi)``. Four real einsums instead of one complex one, so
+    that the ONNX exporter, which has no complex einsum, can export it (as the official code computes it too)."""
+    weight_real, weight_imag = weight.float().unbind(-1)
+    bias_real, bias_imag = bias.float().unbind(-1)
+
+    def product(x, w):
+        return torch.einsum("...ni,nio->...no", x, w)
+
+    return (
+        product(real, weight_real) - product(imag, weight_imag) + bias_real,
+        product(imag, weight_real) + product(real, weight_imag) + bias_imag,
+    )
 
 
 class AFNOSpectralMixing(nn.Module):
@@ -31,6 +44,11 @@ class AFNOSpectralMixing(nn.Module):
 
     Weights are REAL tensors with a trailing (real, imaginary) axis, viewed as complex in ``forward`` (complex
     parameters would break ``model.dtype``). The FFTs and the spectral MLP run in float32 with autocast disabled.
+
+    ``config.spectral_residual=True`` adds the input back, ``irfft2(...) + x``, as the official ``AFNO2D`` does.
+    Hard thresholding keeps the lowest ``hard_thresholding_fraction`` of the modes along BOTH axes, as the paper
+    describes; the official code keeps the first ``int((H * W // 2 + 1) * fraction)`` columns of the width axis
+    only, which for the fraction 1.0 its classifiers use keeps every mode, as here.
     """
 
     def __init__(self, config: AFNOConfig):
@@ -38,6 +56,7 @@ class AFNOSpectralMixing(nn.Module):
         self.num_blocks = config.num_blocks
         self.sparsity_threshold = config.sparsity_threshold
         self.hard_thresholding_fraction = config.hard_thresholding_fraction
+        self.spectral_residual = config.spectral_residual
         block_size = config.hidden_size // config.num_blocks
         inner_size = block_size * config.hidden_size_factor
         self.weight1 = nn.Parameter(torch.zeros(config.num_blocks, block_size, inner_size, 2))
@@ -45,48 +64,52 @@ class AFNOSpectralMixing(nn.Module):
         self.weight2 = nn.Parameter(torch.zeros(config.num_blocks, inner_size, block_size, 2))
         self.bias2 = nn.Parameter(torch.zeros(config.num_blocks, block_size, 2))
 
-    def kept_modes(self, height: int, width: int, device=None) -> tuple | None:
-        """Index of the computed modes in a ``(batch, height, width // 2 + 1, hidden)`` spectrum, or ``None`` when
-        all are kept.
+    def kept_modes(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(top, bottom, columns)``: the computed modes of a ``(batch, height, width // 2 + 1, ...)`` spectrum are
+        rows ``[:top]`` and ``[bottom:]`` of its first ``columns`` columns; all of them when ``top == bottom`` and
+        ``columns == width // 2 + 1``.
 
         The lowest frequencies are those with the smallest absolute value: along the height axis (full FFT, stored
         0, 1, ..., -2, -1) rows at both ends, along the width axis (``rfft``, stored 0..w/2) the first columns.
+        Python integers from the grid size, so an exported graph has no data-dependent indexing.
         """
         kept_rows = max(1, int((height // 2 + 1) * self.hard_thresholding_fraction))
         kept_cols = max(1, int((width // 2 + 1) * self.hard_thresholding_fraction))
-        if kept_rows == height // 2 + 1 and kept_cols == width // 2 + 1:
-            return None
-        row_frequencies = torch.fft.fftfreq(height, 1.0 / height, device=device).abs()
-        rows = (row_frequencies < kept_rows).nonzero().squeeze(1)
-        return slice(None), rows, slice(0, kept_cols)
+        # rows with |frequency| < kept_rows: 0 .. kept_rows - 1 and, from the end, -(kept_rows - 1) .. -1
+        return kept_rows, max(kept_rows, height - kept_rows + 1), kept_cols
 
-    def spectral_mlp(self, modes: torch.Tensor) -> torch.Tensor:
-        """``modes``: complex ``(..., hidden)``; the block-diagonal complex MLP and the soft-shrink."""
-        blocks = modes.unflatten(-1, (self.num_blocks, -1))
-        weight1, bias1, weight2, bias2 = (
-            torch.view_as_complex(p.float().contiguous()) for p in (self.weight1, self.bias1, self.weight2, self.bias2)
-        )
-        hidden = complex_relu(torch.einsum("...ni,nio->...no", blocks, weight1) + bias1)
-        mixed = torch.einsum("...ni,nio->...no", hidden, weight2) + bias2
+    def spectral_mlp(self, real: torch.Tensor, imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block-diagonal complex MLP and the soft-shrink on modes ``real + i imag``, each ``(..., hidden)``."""
+        real, imag = real.unflatten(-1, (self.num_blocks, -1)), imag.unflatten(-1, (self.num_blocks, -1))
+        real, imag = complex_linear(real, imag, self.weight1, self.bias1)
+        real, imag = complex_linear(torch.relu(real), torch.relu(imag), self.weight2, self.bias2)
         if self.sparsity_threshold > 0:
-            mixed = torch.view_as_complex(nn.functional.softshrink(torch.view_as_real(mixed), self.sparsity_threshold))
-        return mixed.flatten(-2)
+            real = nn.functional.softshrink(real, self.sparsity_threshold)
+            imag = nn.functional.softshrink(imag, self.sparsity_threshold)
+        return real.flatten(-2), imag.flatten(-2)
 
-    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """``hidden_states``: ``(batch, height, width, hidden)``; returns the mixed grid of the same shape."""
+    def forward(
+        self, hidden_states: torch.Tensor, grid_size: tuple[int, int], **kwargs
+    ) -> tuple[torch.Tensor, None]:
+        """``hidden_states``: tokens ``(batch, height * width, hidden)`` of a ``grid_size = (height, width)`` grid in
+        row-major order; returns the mixed tokens, same shape."""
         dtype = hidden_states.dtype
-        height, width = hidden_states.shape[1:3]
-        modes = self.kept_modes(height, width, hidden_states.device)
+        height, width = grid_size
+        top, bottom, columns = self.kept_modes(height, width)
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            spectrum = torch.fft.rfft2(hidden_states.float(), dim=(1, 2), norm="ortho")
-            if modes is None:
-                spectrum = self.spectral_mlp(spectrum)
-            else:
-                truncated = torch.zeros_like(spectrum)
-                truncated[modes] = self.spectral_mlp(spectrum[modes])
-                spectrum = truncated
-            mixed = torch.fft.irfft2(spectrum, s=(height, width), dim=(1, 2), norm="ortho")
-        return mixed.to(dtype), None
+            grid = hidden_states.float().unflatten(1, (height, width))
+            # (batch, height, width // 2 + 1, hidden, 2): real and imaginary parts, computed on as real tensors
+            spectrum = torch.view_as_real(torch.fft.rfft2(grid, dim=(1, 2), norm="ortho"))
+            kept = torch.cat((spectrum[:, :top, :columns], spectrum[:, bottom:, :columns]), dim=1)
+            mixed = torch.stack(self.spectral_mlp(kept[..., 0], kept[..., 1]), dim=-1)
+            if bottom > top:  # the dropped rows are zero
+                zeros = mixed.new_zeros(mixed.shape[0], bottom - top, *mixed.shape[2:])
+                mixed = torch.cat((mixed[:, :top], zeros, mixed[:, top:]), dim=1)
+            # the dropped columns are zero
+            mixed = nn.functional.pad(mixed, (0, 0, 0, 0, 0, spectrum.shape[2] - columns))
+            mixed = torch.fft.irfft2(torch.view_as_complex(mixed), s=(height, width), dim=(1, 2), norm="ortho")
+        mixed = mixed.flatten(1, 2).to(dtype)
+        return (mixed + hidden_states if self.spectral_residual else mixed), None
 
 
 class AFNOPreTrainedModel(PreTrainedModel):
@@ -95,6 +118,7 @@ class AFNOPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -109,12 +133,15 @@ class AFNOPreTrainedModel(PreTrainedModel):
 
 
 class AFNOModel(FourierGridModelMixin, AFNOPreTrainedModel):
-    """Patch embedding + positions -> AFNO blocks (pre-LN, residuals around the spectral mixing and the MLP) ->
-    LayerNorm; ``pooler_output`` is the mean token. ``last_hidden_state`` is ``(batch, patches, hidden)``."""
+    """Patch embedding + positions -> AFNO blocks (pre-LN, residuals around the spectral mixing and the MLP; see
+    ``AFNOConfig.spectral_residual`` for the official code's block) -> LayerNorm; ``pooler_output`` is the mean
+    token. ``last_hidden_state`` is ``(batch, patches, hidden)``."""
 
     def __init__(self, config: AFNOConfig):
         super().__init__(config)
-        self.encoder = FourierGridEncoder(config, AFNOSpectralMixing, mixer_residual=True)
+        self.encoder = FourierGridEncoder(
+            config, AFNOSpectralMixing, mixer_residual=True, mixer_drop_path=not config.spectral_residual
+        )
         self.post_init()
 
 

@@ -53,15 +53,19 @@ class GlobalFilter(nn.Module):
             weight = torch.fft.ifftshift(resized.unflatten(2, (-1, 2)), dim=0)
         return torch.view_as_complex(weight.contiguous())
 
-    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """``hidden_states``: ``(batch, height, width, hidden)``; returns the filtered grid of the same shape."""
+    def forward(
+        self, hidden_states: torch.Tensor, grid_size: tuple[int, int], **kwargs
+    ) -> tuple[torch.Tensor, None]:
+        """``hidden_states``: tokens ``(batch, height * width, hidden)`` of a ``grid_size = (height, width)`` grid in
+        row-major order; returns the filtered tokens, same shape."""
         dtype = hidden_states.dtype
-        height, width = hidden_states.shape[1:3]
+        height, width = grid_size
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-            spectrum = torch.fft.rfft2(hidden_states.float(), dim=(1, 2), norm="ortho")
+            grid = hidden_states.float().unflatten(1, (height, width))
+            spectrum = torch.fft.rfft2(grid, dim=(1, 2), norm="ortho")
             spectrum = spectrum * self.filter_for(height, width)
             filtered = torch.fft.irfft2(spectrum, s=(height, width), dim=(1, 2), norm="ortho")
-        return filtered.to(dtype), None
+        return filtered.flatten(1, 2).to(dtype), None
 
 
 class GFNetPreTrainedModel(PreTrainedModel):
@@ -70,6 +74,7 @@ class GFNetPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

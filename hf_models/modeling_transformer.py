@@ -15,6 +15,8 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
@@ -22,20 +24,28 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
     SequenceClassifierOutput,
 )
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .attention import MultiHeadAttention, build_attention_mask, init_random_features
+from .attention import MultiHeadAttention, init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
 from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
+from .validation import per_layer_size
 
 
 class FeedForward(nn.Module):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position separately."""
+    """FFN(x) = max(0, x W1 + b1) W2 + b2, applied to every position separately. A pruned model records layer
+    ``layer_idx``'s width in the config list ``sizes_field`` (``hf_models.pruning``)."""
 
-    def __init__(self, config: TransformerConfig):
+    def __init__(self, config: TransformerConfig, sizes_field: str, layer_idx: int):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.sizes_field, self.layer_idx = sizes_field, layer_idx
+        intermediate_size = per_layer_size(config, sizes_field, layer_idx, config.intermediate_size)
+        self.fc1 = nn.Linear(config.hidden_size, intermediate_size)
+        self.fc2 = nn.Linear(intermediate_size, config.hidden_size)
         self.activation = ACT2FN[config.activation_function]
         self.activation_dropout = nn.Dropout(config.activation_dropout)
 
@@ -52,79 +62,80 @@ class SublayerConnection(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.pre_layer_norm = config.pre_layer_norm
 
-    def forward(self, hidden_states: torch.Tensor, sublayer) -> tuple[torch.Tensor, object]:
-        """``sublayer`` maps normalised-or-raw states to ``(output, extra)``; ``extra`` (attention weights) passes through."""
+    def forward(self, hidden_states: torch.Tensor, sublayer) -> torch.Tensor:
+        """``sublayer`` maps the normalised (pre-LN) or raw (post-LN) states to its output."""
         if self.pre_layer_norm:
-            output, extra = sublayer(self.layer_norm(hidden_states))
-            return hidden_states + self.dropout(output), extra
-        output, extra = sublayer(hidden_states)
-        return self.layer_norm(hidden_states + self.dropout(output)), extra
+            return hidden_states + self.dropout(sublayer(self.layer_norm(hidden_states)))
+        return self.layer_norm(hidden_states + self.dropout(sublayer(hidden_states)))
 
 
-class TransformerEncoderLayer(nn.Module):
-    """Self-attention over the source, then the FFN, each wrapped in a residual connection and LayerNorm."""
+class TransformerEncoderLayer(GradientCheckpointingLayer):
+    """Self-attention over the source, then the FFN, each wrapped in a residual connection and LayerNorm.
+
+    A ``GradientCheckpointingLayer``: ``gradient_checkpointing_enable()`` recomputes it in backward. The attention
+    weights reach ``output_attentions`` through transformers' output recorder, so the layer returns the states only.
+    """
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx)
+        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx, heads_field="encoder_attention_heads_per_layer")
         self.self_attn_sublayer = SublayerConnection(config)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = FeedForward(config, "encoder_intermediate_size_per_layer", layer_idx)
         self.feed_forward_sublayer = SublayerConnection(config)
 
-    def forward(self, hidden_states, attention_mask=None, output_attentions=False):
-        hidden_states, weights = self.self_attn_sublayer(
-            hidden_states,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, output_attentions=output_attentions),
+    def forward(self, hidden_states, attention_mask=None, **kwargs: Unpack[TransformersKwargs]) -> torch.Tensor:
+        hidden_states = self.self_attn_sublayer(
+            hidden_states, lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs)[0]
         )
-        hidden_states, _ = self.feed_forward_sublayer(hidden_states, lambda x: (self.feed_forward(x), None))
-        return hidden_states, weights
+        return self.feed_forward_sublayer(hidden_states, self.feed_forward)
 
 
-class TransformerDecoderLayer(nn.Module):
+class TransformerDecoderLayer(GradientCheckpointingLayer):
     """Masked (causal) self-attention, cross-attention over the encoder output, then the FFN."""
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(config, is_causal=True, layer_idx=layer_idx)
+        self.self_attn = MultiHeadAttention(
+            config, is_causal=True, layer_idx=layer_idx, heads_field="decoder_attention_heads_per_layer"
+        )
         self.self_attn_sublayer = SublayerConnection(config)
-        self.encoder_attn = MultiHeadAttention(config, is_cross_attention=True, layer_idx=layer_idx)
+        self.encoder_attn = MultiHeadAttention(
+            config, is_cross_attention=True, layer_idx=layer_idx, heads_field="cross_attention_heads_per_layer"
+        )
         self.encoder_attn_sublayer = SublayerConnection(config)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = FeedForward(config, "decoder_intermediate_size_per_layer", layer_idx)
         self.feed_forward_sublayer = SublayerConnection(config)
 
     def forward(
         self,
         hidden_states,
-        encoder_hidden_states,
         attention_mask=None,
+        encoder_hidden_states=None,
         encoder_attention_mask=None,
         cache=None,
-        output_attentions=False,
-    ):
-        hidden_states, self_weights = self.self_attn_sublayer(
-            hidden_states,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, output_attentions=output_attentions),
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        """``hidden_states`` and ``encoder_hidden_states`` come positionally, so reentrant gradient checkpointing
+        passes their gradients through."""
+        hidden_states = self.self_attn_sublayer(
+            hidden_states, lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, **kwargs)[0]
         )
-        hidden_states, cross_weights = self.encoder_attn_sublayer(
+        hidden_states = self.encoder_attn_sublayer(
             hidden_states,
             lambda x: self.encoder_attn(
-                x,
-                key_value_states=encoder_hidden_states,
-                attention_mask=encoder_attention_mask,
-                cache=cache,
-                output_attentions=output_attentions,
-            ),
+                x, key_value_states=encoder_hidden_states, attention_mask=encoder_attention_mask, cache=cache, **kwargs
+            )[0],
         )
-        hidden_states, _ = self.feed_forward_sublayer(hidden_states, lambda x: (self.feed_forward(x), None))
-        return hidden_states, self_weights, cross_weights
+        return self.feed_forward_sublayer(hidden_states, self.feed_forward)
 
 
 class TransformerPreTrainedModel(PreTrainedModel):
     config_class = TransformerConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_flex_attn = True
     _no_split_modules = ["TransformerEncoderLayer", "TransformerDecoderLayer"]
     # forward() computes a mean loss and takes **kwargs; without this Trainer would pass num_items_in_batch and skip
     # dividing the loss by the gradient-accumulation steps.
@@ -150,7 +161,10 @@ class TransformerPreTrainedModel(PreTrainedModel):
 
 
 class TransformerEmbeddings(nn.Module):
-    """Token embedding * sqrt(d_model) + sinusoidal position, then dropout (section 3.4-3.5)."""
+    """Token embedding * sqrt(d_model) + sinusoidal position, then dropout (section 3.4-3.5).
+
+    The scale applies to ``inputs_embeds`` too, so ``inputs_embeds=model.get_input_embeddings()(input_ids)`` gives the
+    same outputs as ``input_ids`` (as on MarianMT's decoder)."""
 
     def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding):
         super().__init__()
@@ -163,14 +177,19 @@ class TransformerEmbeddings(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
-        position_ids = torch.arange(past_length, past_length + inputs_embeds.size(1), device=inputs_embeds.device)
+            inputs_embeds = self.embed_tokens(input_ids)
+        inputs_embeds = inputs_embeds * self.embed_scale
+        position_ids = torch.arange(inputs_embeds.size(1), device=inputs_embeds.device) + past_length
         return self.dropout(inputs_embeds + self.embed_positions(position_ids, dtype=inputs_embeds.dtype))
 
 
 class TransformerStack(TransformerPreTrainedModel):
     """What the encoder and decoder stacks share: token embeddings (their own, or one matrix passed in to share),
-    positions, N layers, and in pre-LN mode the final LayerNorm that the last residual stream needs."""
+    positions, N layers, and in pre-LN mode the final LayerNorm that the last residual stream needs.
+
+    ``hidden_states`` / ``attentions`` are recorded by transformers' ``capture_outputs`` from the modules named in
+    ``_can_record_outputs``: the embedding output, then every layer's output (the last one replaced by
+    ``last_hidden_state``, i.e. after pre-LN's final LayerNorm), so a stack of N layers returns N + 1 states."""
 
     def __init__(self, config: TransformerConfig, layer_class, num_layers: int, embed_tokens: nn.Embedding | None):
         super().__init__(config)
@@ -179,6 +198,7 @@ class TransformerStack(TransformerPreTrainedModel):
         self.embeddings = TransformerEmbeddings(config, embed_tokens)
         self.layers = nn.ModuleList(layer_class(config, i) for i in range(num_layers))
         self.layer_norm = nn.LayerNorm(config.hidden_size, config.layer_norm_eps) if config.pre_layer_norm else None
+        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
@@ -187,55 +207,56 @@ class TransformerStack(TransformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.embed_tokens = value
 
-    def final_layer_norm(self, hidden_states, all_hidden_states):
-        """Pre-LN's closing LayerNorm; the last recorded hidden state becomes the normalised one."""
-        if self.layer_norm is None:
-            return hidden_states, all_hidden_states
-        hidden_states = self.layer_norm(hidden_states)
-        if all_hidden_states is not None:
-            all_hidden_states = all_hidden_states[:-1] + (hidden_states,)
-        return hidden_states, all_hidden_states
+    def final_layer_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Pre-LN's closing LayerNorm (post-LN layers end normalised already)."""
+        return hidden_states if self.layer_norm is None else self.layer_norm(hidden_states)
+
+
+def recorded_hidden_states(layer_class) -> list[OutputRecorder]:
+    """The embedding output, then each layer's: recorded as modules' outputs, so a stack without layers still
+    returns its one state (the embeddings)."""
+    return [
+        OutputRecorder(TransformerEmbeddings, capture_initial_hidden_state=False),
+        OutputRecorder(layer_class, capture_initial_hidden_state=False),
+    ]
 
 
 class TransformerEncoder(TransformerStack):
     """The stack of N encoder layers; the input of ``generate()``'s ``get_encoder()``."""
 
+    _can_record_outputs = {
+        "hidden_states": recorded_hidden_states(TransformerEncoderLayer),
+        "attentions": OutputRecorder(MultiHeadAttention, index=1),
+    }
+
     def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
         super().__init__(config, TransformerEncoderLayer, config.encoder_layers, embed_tokens)
 
+    @capture_outputs
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        output_attentions=False,
-        output_hidden_states=False,
-        return_dict=True,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs: Unpack[TransformersKwargs]
     ) -> BaseModelOutput:
         hidden_states = self.embeddings(input_ids, inputs_embeds)
-        mask = build_attention_mask(attention_mask, hidden_states.size(1), hidden_states.size(1), hidden_states.dtype)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, mask, output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (weights,)
-        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
-        output = BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
-        )
-        return output if return_dict else output.to_tuple()
+            hidden_states = layer(hidden_states, mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=self.final_layer_norm(hidden_states))
 
 
 class TransformerDecoder(TransformerStack):
     """The stack of N decoder layers with causal self-attention and cross-attention, cached when generating."""
 
+    _can_record_outputs = {
+        "hidden_states": recorded_hidden_states(TransformerDecoderLayer),
+        "attentions": OutputRecorder(MultiHeadAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(MultiHeadAttention, index=1, layer_name="encoder_attn"),
+    }
+
     def __init__(self, config: TransformerConfig, embed_tokens: nn.Embedding | None = None):
         super().__init__(config, TransformerDecoderLayer, config.decoder_layers, embed_tokens)
 
+    @merge_with_config_defaults  # use_cache from the config, and off while gradient checkpointing recomputes layers
+    @capture_outputs
     def forward(
         self,
         input_ids=None,
@@ -243,48 +264,35 @@ class TransformerDecoder(TransformerStack):
         encoder_hidden_states=None,
         encoder_attention_mask=None,
         inputs_embeds=None,
-        use_cache=False,
-        output_attentions=False,
-        output_hidden_states=False,
-        **kwargs,
+        use_cache=None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        """The masks are sized against the cache (a static cache's keys have its full length, the unwritten slots
+        masked by causality). A ``attention_mask`` of this step's tokens only is extended over the cached prefix."""
         cache = pop_cache(kwargs)
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states = self.embeddings(input_ids, inputs_embeds, past_length=past_length)
         query_length = hidden_states.size(1)
-        key_length = past_length + query_length
         if attention_mask is not None and attention_mask.size(-1) == query_length and past_length:
             attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), past_length), attention_mask], -1)
-        # Causality alone, with no cached prefix, needs no mask tensor: the attention kernel's is_causal path is
-        # taken instead (see MultiHeadAttention). Decoder padding or a multi-token step after a prefix need one.
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
-        self_mask = None
-        if has_padding or (past_length > 0 and query_length > 1):
-            self_mask = build_attention_mask(attention_mask, query_length, key_length, hidden_states.dtype, causal=True)
-        cross_mask = build_attention_mask(
-            encoder_attention_mask, query_length, encoder_hidden_states.size(1), hidden_states.dtype
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        self_mask = create_causal_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, cache=self_cache
         )
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_self_attentions = () if output_attentions else None
-        all_cross_attentions = () if output_attentions else None
+        cross_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
         for layer in self.layers:
-            hidden_states, self_weights, cross_weights = layer(
-                hidden_states, encoder_hidden_states, self_mask, cross_mask, cache, output_attentions
+            hidden_states = layer(
+                hidden_states, self_mask, encoder_hidden_states, encoder_attention_mask=cross_mask, cache=cache, **kwargs
             )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_self_attentions += (self_weights,)
-                all_cross_attentions += (cross_weights,)
-        hidden_states, all_hidden_states = self.final_layer_norm(hidden_states, all_hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states,
-            hidden_states=all_hidden_states,
-            attentions=all_self_attentions,
-            cross_attentions=all_cross_attentions,
-            **{CACHE_FIELD: cache if use_cache else None},
+            last_hidden_state=self.final_layer_norm(hidden_states), **{CACHE_FIELD: cache if use_cache else None}
         )
 
 
@@ -318,6 +326,7 @@ class TransformerModel(TransformerPreTrainedModel):
     def get_decoder(self):
         return self.decoder
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -328,34 +337,27 @@ class TransformerModel(TransformerPreTrainedModel):
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         use_cache=None,
-        output_attentions=False,
-        output_hidden_states=False,
-        return_dict=True,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         cache = pop_cache(kwargs)
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
-                input_ids,
-                attention_mask,
-                inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
             )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
+        elif not isinstance(encoder_outputs, BaseModelOutput):  # a tuple, as return_dict=False gives
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         decoder_outputs = self.decoder(
-            decoder_input_ids,
-            decoder_attention_mask,
-            encoder_outputs.last_hidden_state,
-            attention_mask,
-            decoder_inputs_embeds,
-            use_cache=use_cache if use_cache is not None else self.config.use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
             cache=cache,
+            return_dict=True,
+            **kwargs,
         )
-        output = Seq2SeqModelOutput(
+        return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
@@ -365,7 +367,6 @@ class TransformerModel(TransformerPreTrainedModel):
             encoder_attentions=encoder_outputs.attentions,
             **{CACHE_FIELD: getattr(decoder_outputs, CACHE_FIELD)},
         )
-        return output if return_dict else output.to_tuple()
 
 
 class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
@@ -415,6 +416,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids=None,
@@ -426,10 +428,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         decoder_inputs_embeds=None,
         labels=None,
         use_cache=None,
-        output_attentions=False,
-        output_hidden_states=False,
-        return_dict=True,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         cache = pop_cache(kwargs)
         if labels is not None:
@@ -437,21 +436,21 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(
-            input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            encoder_outputs,
-            inputs_embeds,
-            decoder_inputs_embeds,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
             cache=cache,
+            return_dict=True,
+            **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = seq2seq_lm_loss(logits, labels) if labels is not None else None
-        output = Seq2SeqLMOutput(
+        return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             decoder_hidden_states=outputs.decoder_hidden_states,
@@ -462,7 +461,6 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             encoder_attentions=outputs.encoder_attentions,
             **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
         )
-        return output if return_dict else output.to_tuple()
 
 
 def word_dropout(attention_mask: torch.Tensor, probability: float) -> torch.Tensor:
@@ -500,6 +498,9 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
     base_model_prefix = "encoder"
 
     def __init__(self, config: TransformerConfig):
+        # Encoder-only, and its config says so: num_hidden_layers then counts the encoder layers (configs saved before
+        # this held is_encoder_decoder=True with decoder_layers=0 and reported 0 layers).
+        config.is_encoder_decoder = False
         super().__init__(config)
         self.encoder = TransformerEncoder(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
@@ -513,29 +514,16 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.encoder.set_input_embeddings(value)
 
+    @can_return_tuple
     def forward(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        labels=None,
-        output_attentions=False,
-        output_hidden_states=False,
-        return_dict=True,
-        **kwargs,
+        self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, **kwargs: Unpack[TransformersKwargs]
     ) -> SequenceClassifierOutput:
         if self.training and self.config.word_dropout > 0:
             shape = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             if attention_mask is None:
                 attention_mask = torch.ones(shape, dtype=torch.long, device=self.device)
             attention_mask = word_dropout(attention_mask, self.config.word_dropout)
-        outputs = self.encoder(
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+        outputs = self.encoder(input_ids, attention_mask, inputs_embeds, return_dict=True, **kwargs)
         hidden_states = outputs.last_hidden_state
         if self.config.classifier_pooling == "cls":
             pooled = hidden_states[:, 0]
@@ -543,7 +531,6 @@ class TransformerForSequenceClassification(TransformerPreTrainedModel):
             pooled = masked_mean(hidden_states, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config) if labels is not None else None
-        output = SequenceClassifierOutput(
+        return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-        return output if return_dict else output.to_tuple()

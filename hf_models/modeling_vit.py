@@ -11,6 +11,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.output_capturing import capture_outputs
 
 from .attention import MultiHeadAttention, init_random_features
 from .configuration_vit import VisionTransformerConfig
@@ -60,6 +63,9 @@ class VisionTransformerPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     _supports_sdpa = True
     _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
+    # output_hidden_states records every block's output, output_attentions every attention layer's weights
+    _can_record_outputs = {"hidden_states": MixerBlock, "attentions": MultiHeadAttention}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -80,7 +86,7 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
         super().__init__(config)
         self.embeddings = VisionTransformerEmbeddings(config)
         self.layers = nn.ModuleList(
-            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate)
+            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate, layer_idx=index)
             for index, rate in enumerate(drop_path_rates(config))
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -89,38 +95,24 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embeddings
 
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         interpolate_pos_encoding: bool = False,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        """``hidden_states`` (with ``output_hidden_states``) are the embeddings and every block's output, before the
+        final LayerNorm, as in transformers' ViT; ``output_attentions`` runs the attention eagerly to return its
+        weights."""
         if pixel_values is None:
             raise ValueError("pixel_values is required")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = self.config.return_dict if return_dict is None else return_dict
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (weights,)
+            hidden_states = layer(hidden_states, **kwargs)
         sequence_output = self.layernorm(hidden_states)
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=sequence_output[:, 0],
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
-        )
-        return output if return_dict else output.to_tuple()
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=sequence_output[:, 0])
 
 
 class VisionTransformerForImageClassification(ImageClassificationMixin, VisionTransformerPreTrainedModel):

@@ -166,7 +166,7 @@ def save_for_translation(model, tokenizer, output_dir: str | os.PathLike) -> Non
     """Saves ``model`` (safetensors), ``tokenizer``, the generation config and this pipeline's code in
     ``output_dir``, so that ``pipeline("translation", model=output_dir, trust_remote_code=True)`` works without
     this package. The model's own code travels too when its classes were ``register_for_auto_class``-ed (as
-    ``import hf_models`` does). To publish, push the
-    pipeline itself (``TranslationPipeline(model=..., tokenizer=...).push_to_hub(repo_id)``, one commit with the
-    pipeline's code) or upload this folder; ``save_pretrained(..., push_to_hub=True)`` would leave the code out."""
+    ``import hf_models`` does). With the package imported, every other save of a seq2seq head (``model.save_pretrained``,
+    ``model.push_to_hub``, ``Trainer.save_model``) writes the same ``custom_pipelines`` entry and this file too
+    (``hf_models.auto_classes``); the tokenizer is then saved or pushed separately."""
     TranslationPipeline(model=model, tokenizer=tokenizer, device=model.device).save_pretrained(output_dir)

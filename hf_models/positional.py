@@ -42,7 +42,10 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.base = base
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        if position_ids.numel() and int(position_ids.max()) >= self.max_positions:
+        """The over-long check reads the positions, so it runs in eager mode only: ``torch.export`` /
+        ``torch.compile`` trace no data-dependent branch, and an exported graph extrapolates the sinusoids instead."""
+        tracing = torch.compiler.is_compiling()
+        if not tracing and position_ids.numel() and int(position_ids.max()) >= self.max_positions:
             raise ValueError(
                 f"position {int(position_ids.max())} is beyond max_position_embeddings={self.max_positions}; "
                 "truncate the input or raise max_position_embeddings in the config"

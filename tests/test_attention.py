@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 
 from hf_models import TransformerConfig
-from hf_models.attention import MultiHeadAttention, build_attention_mask, causal_mask_bool
+from hf_models.attention import MultiHeadAttention, causal_mask_bool
 
 HIDDEN, HEADS = 32, 4
 
@@ -23,6 +24,16 @@ def make_pair(implementation="eager", is_cross_attention=False, is_causal=False)
         ours.out_proj.weight.copy_(reference.out_proj.weight)
         ours.out_proj.bias.copy_(reference.out_proj.bias)
     return ours, reference
+
+
+def mask_for(layer, attention_mask, query, memory=None, causal=False):
+    """The mask the models build, in the format of ``layer``'s attention implementation (transformers' helpers)."""
+    config = layer.config
+    if causal:
+        return create_causal_mask(config=config, inputs_embeds=query, attention_mask=attention_mask, cache=None)
+    return create_bidirectional_mask(
+        config=config, inputs_embeds=query, attention_mask=attention_mask, encoder_hidden_states=memory
+    )
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
@@ -42,7 +53,7 @@ def test_padding_mask_matches_key_padding_mask(implementation):
     attention_mask[1, 4:] = 0
     attention_mask[2, 2:] = 0
     expected, _ = reference(x, x, x, key_padding_mask=attention_mask == 0, need_weights=False)
-    actual, _ = ours(x, attention_mask=build_attention_mask(attention_mask, 7, 7, x.dtype))
+    actual, _ = ours(x, attention_mask=mask_for(ours, attention_mask, x))
     assert (actual - expected).abs().max() <= 1e-5
 
 
@@ -54,8 +65,8 @@ def test_causal_self_attention_matches_attn_mask(implementation):
     # the fast path: no mask tensor, the kernel's is_causal flag
     actual, _ = ours(x)
     assert (actual - expected).abs().max() <= 1e-5
-    # the explicit path: a causal mask tensor combined with (here: no) padding
-    explicit, _ = ours(x, attention_mask=build_attention_mask(None, 6, 6, x.dtype, causal=True))
+    # the explicit path: a causal mask tensor combined with padding (here: none)
+    explicit, _ = ours(x, attention_mask=mask_for(ours, torch.ones(2, 6, dtype=torch.long), x, causal=True))
     assert (explicit - expected).abs().max() <= 1e-5
 
 
@@ -66,7 +77,7 @@ def test_cross_attention_matches_torch_with_padded_memory(implementation):
     memory_mask = torch.ones(2, 9, dtype=torch.long)
     memory_mask[0, 6:] = 0
     expected, _ = reference(query, memory, memory, key_padding_mask=memory_mask == 0, need_weights=False)
-    actual, _ = ours(query, key_value_states=memory, attention_mask=build_attention_mask(memory_mask, 5, 9, query.dtype))
+    actual, _ = ours(query, key_value_states=memory, attention_mask=mask_for(ours, memory_mask, query, memory))
     assert (actual - expected).abs().max() <= 1e-5
 
 
@@ -86,29 +97,22 @@ def test_eager_and_sdpa_agree_with_masks_and_dropout_off():
     x = torch.randn(4, 10, HIDDEN)
     attention_mask = torch.ones(4, 10, dtype=torch.long)
     attention_mask[3, 7:] = 0
-    mask = build_attention_mask(attention_mask, 10, 10, x.dtype, causal=True)
-    assert (eager(x, attention_mask=mask)[0] - sdpa(x, attention_mask=mask)[0]).abs().max() <= 1e-5
+    eager_output = eager(x, attention_mask=mask_for(eager, attention_mask, x, causal=True))[0]
+    sdpa_output = sdpa(x, attention_mask=mask_for(sdpa, attention_mask, x, causal=True))[0]
+    assert (eager_output - sdpa_output).abs().max() <= 1e-5
 
 
 def test_output_attentions_falls_back_to_eager_weights():
     sdpa, _ = make_pair("sdpa")
     x = torch.randn(2, 5, HIDDEN)
     attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    output, weights = sdpa(x, attention_mask=build_attention_mask(attention_mask, 5, 5, x.dtype), output_attentions=True)
+    output, weights = sdpa(x, attention_mask=mask_for(sdpa, attention_mask, x), output_attentions=True)
     assert torch.allclose(weights.sum(-1), torch.ones(2, HEADS, 5))
     assert weights[1, :, :, 3:].abs().max() == 0
 
 
-def test_masks():
-    assert build_attention_mask(None, 3, 3, torch.float32) is None
-    assert build_attention_mask(torch.ones(2, 3), 3, 3, torch.float32) is None
+def test_causal_mask_puts_the_queries_at_the_end_of_the_keys():
     assert causal_mask_bool(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
-    mask = build_attention_mask(torch.tensor([[1, 1, 0]]), 3, 3, torch.float32, causal=True)
-    assert mask.shape == (1, 1, 3, 3)
-    allowed = mask[0, 0] == 0
-    assert allowed.tolist() == [[True, False, False], [True, True, False], [True, True, False]]
-    with pytest.raises(ValueError, match="attention_mask has length 2"):
-        build_attention_mask(torch.ones(1, 2), 3, 3, torch.float32)
 
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])

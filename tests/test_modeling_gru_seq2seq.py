@@ -1,25 +1,33 @@
 """GRU encoder-decoder with attention: attention over the encoder, packing, learning, generation, save/load."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqModelOutput
 
 from hf_models.configuration_gru_seq2seq import GRUSeq2SeqConfig
-from hf_models.modeling_gru_seq2seq import GRUDecoderState, GRUSeq2SeqForConditionalGeneration
+from hf_models.modeling_gru_seq2seq import (
+    GRUSeq2SeqEncoder,
+    GRUSeq2SeqForConditionalGeneration,
+    GRUSeq2SeqModel,
+    GRUStateCache,
+    LuongAttention,
+)
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 24
 
-# (attention_type, luong_score): both papers' scores, plus Luong's "dot" variant
+# (attention_mechanism, luong_score): both papers' scores, plus Luong's "dot" variant
 ATTENTIONS = [("bahdanau", "general"), ("luong", "general"), ("luong", "dot")]
 ATTENTION_IDS = ["bahdanau", "luong-general", "luong-dot"]
 
 
-def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidden=16, seed=0, **overrides):
+def make_model(attention_mechanism="bahdanau", luong_score="general", layers=2, hidden=16, seed=0, **overrides):
     torch.manual_seed(seed)
     config = GRUSeq2SeqConfig(
         vocab_size=VOCAB,
@@ -27,10 +35,9 @@ def make_model(attention_type="bahdanau", luong_score="general", layers=2, hidde
         embedding_size=hidden,
         encoder_layers=layers,
         decoder_layers=layers,
-        attention_type=attention_type,
+        attention_mechanism=attention_mechanism,
         luong_score=luong_score,
-        dropout=0.0,
-        **overrides,
+        **{"dropout": 0.0, **overrides},
     )
     return GRUSeq2SeqForConditionalGeneration(config).eval()
 
@@ -47,9 +54,9 @@ SOURCE_MASK = (SOURCE != PAD).long()
 TARGET = torch.tensor([[14, 15, 16, EOS], [17, 18, EOS, -100], [19, 20, 21, EOS]])
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_attention_is_over_encoder_states_and_ignores_padding(attention_type, luong_score):
-    model = make_model(attention_type, luong_score)
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_attention_is_over_encoder_states_and_ignores_padding(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score)
     with torch.no_grad():
         out = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
     (weights,) = out.cross_attentions
@@ -72,10 +79,10 @@ def test_attention_is_over_encoder_states_and_ignores_padding(attention_type, lu
     torch.testing.assert_close(logits_padding_changed, out.logits, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_padded_batch_equals_each_example_alone(attention_type, luong_score):
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_padded_batch_equals_each_example_alone(attention_mechanism, luong_score):
     """Packed sequences: the GRU never runs over padding, so a batch gives each sentence's unpadded result."""
-    model = make_model(attention_type, luong_score)
+    model = make_model(attention_mechanism, luong_score)
     with torch.no_grad():
         batch = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, output_attentions=True)
         for i, length in enumerate(SOURCE_MASK.sum(-1).tolist()):
@@ -98,9 +105,9 @@ def test_left_padding_and_empty_sources_are_refused():
         model(input_ids=SOURCE[:2, :3], attention_mask=torch.tensor([[0, 0, 0], [1, 1, 1]]), labels=TARGET[:2])
 
 
-@pytest.mark.parametrize("attention_type", ["bahdanau", "luong"])
-def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_type):
-    model = make_model(attention_type, layers=1, hidden=32).train()
+@pytest.mark.parametrize("attention_mechanism", ["bahdanau", "luong"])
+def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_mechanism):
+    model = make_model(attention_mechanism, layers=1, hidden=32).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(50):
@@ -118,9 +125,9 @@ def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_type)
         assert row[1 : 1 + len(target)].tolist() == target.tolist()
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_cached_generation_is_incremental_and_matches_uncached(attention_type, luong_score):
-    model = make_model(attention_type, luong_score, init_std=0.3)  # larger weights: varied, non-trivial outputs
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_cached_generation_is_incremental_and_matches_uncached(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)  # larger weights: varied, non-trivial outputs
     decoder_input_lengths = []
     model.decoder.register_forward_pre_hook(lambda module, args: decoder_input_lengths.append(args[0].shape[1]))
 
@@ -144,7 +151,7 @@ def test_decoder_state_is_accepted_under_both_cache_names(cache_name):
             input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, :2], use_cache=True
         )
         state = prefix.cache if hasattr(prefix, "cache") else prefix.past_key_values
-        assert isinstance(state, GRUDecoderState) and state.get_seq_length() == 2
+        assert isinstance(state, GRUStateCache) and state.get_seq_length() == 2
         step = model(
             encoder_outputs=model.get_encoder()(SOURCE, SOURCE_MASK),
             attention_mask=SOURCE_MASK,
@@ -167,9 +174,9 @@ def test_precomputed_encoder_outputs_as_output_or_tuple():
             model(encoder_outputs=without_final_state, attention_mask=SOURCE_MASK, labels=TARGET)
 
 
-@pytest.mark.parametrize(("attention_type", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
-def test_beam_search_returns_sorted_hypotheses_and_reorders_the_state(attention_type, luong_score):
-    model = make_model(attention_type, luong_score, init_std=0.3)
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_beam_search_returns_sorted_hypotheses_and_reorders_the_state(attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
     kwargs = dict(
         input_ids=SOURCE,
         attention_mask=SOURCE_MASK,
@@ -258,8 +265,10 @@ print(model.generate(input_ids=source, attention_mask=(source != 0).long(), max_
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"attention_type": "dot-product"}, "attention_type"),
-        ({"attention_type": "luong", "luong_score": "concat"}, "luong_score"),
+        ({"attention_mechanism": "dot-product"}, "attention_mechanism"),
+        ({"attention_type": "dot-product"}, "attention_mechanism"),
+        ({"attention_type": "luong", "attention_mechanism": "bahdanau"}, "attention_type"),
+        ({"attention_mechanism": "luong", "luong_score": "concat"}, "luong_score"),
         ({"hidden_size": 0}, "hidden_size"),
         ({"embedding_size": -4, "tie_word_embeddings": False}, "embedding_size"),
         ({"vocab_size": 0}, "vocab_size"),
@@ -277,7 +286,7 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, field):
 def test_config_fields_and_initialisation():
     config = GRUSeq2SeqConfig(vocab_size=VOCAB, hidden_size=16, embedding_size=16, decoder_layers=3)
     assert config.is_encoder_decoder and config.num_hidden_layers == 3  # generate() reads num_hidden_layers
-    assert config.bidirectional_encoder and config.attention_type == "bahdanau"
+    assert config.bidirectional_encoder and config.attention_mechanism == "bahdanau"
     model = GRUSeq2SeqForConditionalGeneration(config)
     recurrent = model.decoder.gru.weight_hh_l0  # (3 * hidden, hidden): orthonormal columns
     torch.testing.assert_close(recurrent.T @ recurrent, torch.eye(16), rtol=0, atol=1e-5)
@@ -297,3 +306,206 @@ def test_resize_token_embeddings_keeps_one_vocabulary(share_embeddings, tie_word
     assert (model.lm_head.weight is model.decoder.embed_tokens.weight) == tie_word_embeddings
     logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).logits
     assert logits.shape[-1] == VOCAB + 6
+
+
+# Checkpoints written by the code before GRUSeq2SeqModel existed (commit 358f10a, one multi-layer nn.GRU per side run
+# over packed sequences), with their logits for LEGACY_DECODER_INPUT and their greedy / 3-beam tokens for SOURCE.
+LEGACY = Path(__file__).parent / "data" / "gru_seq2seq_legacy"
+LEGACY_DECODER_INPUT = torch.tensor([[1, 14, 15, 16], [1, 17, 18, 2], [1, 19, 20, 21]])
+
+
+@pytest.mark.parametrize("name", ["bahdanau", "luong"])
+def test_checkpoint_saved_before_the_base_model_loads_with_identical_outputs(name):
+    """bahdanau: shared and tied embeddings; luong: neither. Both 2+2 layers, bidirectional encoder."""
+    expected = json.loads((LEGACY / name / "expected.json").read_text())
+    model, info = GRUSeq2SeqForConditionalGeneration.from_pretrained(LEGACY / name, output_loading_info=True)
+    assert not any(info.values()), info  # no missing, unexpected or mismatched key
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=LEGACY_DECODER_INPUT).logits
+    torch.testing.assert_close(logits, torch.tensor(expected["logits"]), rtol=1e-5, atol=1e-5)
+    greedy = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6)
+    beam = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, num_beams=3)
+    assert greedy.tolist() == expected["greedy"] and beam.tolist() == expected["beam"]
+
+    base, info = GRUSeq2SeqModel.from_pretrained(LEGACY / name, output_loading_info=True)
+    assert not info["missing_keys"] and set(info["unexpected_keys"]) <= {"lm_head.weight"}, info
+    with torch.no_grad():
+        features = base.eval()(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=LEGACY_DECODER_INPUT)
+    torch.testing.assert_close(model.lm_head(features.last_hidden_state), logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_base_model_returns_the_features_the_lm_head_reads(tmp_path, attention_mechanism, luong_score):
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
+    model.save_pretrained(tmp_path / "head")
+    base = GRUSeq2SeqModel.from_pretrained(tmp_path / "head").eval()
+    assert not hasattr(base, "lm_head") and isinstance(base.get_encoder(), GRUSeq2SeqEncoder)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        features = base(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids)
+        logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
+    assert isinstance(features, Seq2SeqModelOutput) and features.last_hidden_state.shape == (3, 4, 16)
+    torch.testing.assert_close(model.lm_head(features.last_hidden_state), logits, rtol=0, atol=0)
+    # and the other way round: a saved base model gives the head model its encoder and decoder (lm_head is tied)
+    base.save_pretrained(tmp_path / "base")
+    head = GRUSeq2SeqForConditionalGeneration.from_pretrained(tmp_path / "base").eval()
+    with torch.no_grad():
+        again = head(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
+    torch.testing.assert_close(again, logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_class", [GRUSeq2SeqModel, GRUSeq2SeqForConditionalGeneration])
+def test_return_dict_and_output_flags_follow_the_config_unless_given_per_call(model_class):
+    """As on transformers' models: a ModelOutput by default, a tuple with config.return_dict=False; the output_* flags
+    from the config, overridden per call. The encoder alone (what generate() calls) honours the same flags."""
+    config = make_model("luong").config
+    model = model_class(config).eval()
+    inputs = dict(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=TARGET.clamp(min=0))
+    with torch.no_grad():
+        plain = model(**inputs)
+        assert plain.decoder_hidden_states is None and plain.encoder_hidden_states is None
+        assert plain.cross_attentions is None
+        config.output_hidden_states = config.output_attentions = True
+        flagged = model(**inputs)
+        encoder_only = model.get_encoder()(SOURCE, SOURCE_MASK)
+        per_call_off = model(**inputs, output_hidden_states=False, output_attentions=False)
+        config.return_dict = False
+        as_tuple = model(**inputs)
+        encoder_tuple = model.get_encoder()(SOURCE, SOURCE_MASK)
+        per_call_dict = model(**inputs, return_dict=True)
+    assert len(flagged.encoder_hidden_states) == 2 and len(flagged.decoder_hidden_states) == 2
+    assert flagged.encoder_hidden_states[-1] is flagged.encoder_last_hidden_state
+    assert flagged.cross_attentions[0].shape == (3, 1, 4, SOURCE.shape[1])
+    assert len(encoder_only.hidden_states) == 2
+    assert per_call_off.decoder_hidden_states is None and per_call_off.encoder_hidden_states is None
+    assert per_call_off.cross_attentions is None
+    assert isinstance(as_tuple, tuple) and isinstance(encoder_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], flagged[0], rtol=0, atol=0)
+    assert not isinstance(per_call_dict, tuple) and per_call_dict.cross_attentions is not None
+
+
+@pytest.mark.parametrize("attention_mechanism", ["bahdanau", "luong"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(attention_mechanism):
+    """With dropout on, in training mode: checkpointing replays the RNG, so recomputation changes nothing."""
+    model = make_model(attention_mechanism, dropout=0.3).train()
+
+    def loss_and_gradients():
+        torch.manual_seed(3)
+        model.zero_grad()
+        loss = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    loss, gradients = loss_and_gradients()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    encoder_runs, decoder_calls = [], []
+    run_direction = model.encoder.gru.run_direction
+    model.encoder.gru.run_direction = lambda *args: encoder_runs.append(1) or run_direction(*args)
+    model.decoder.gru.register_forward_hook(lambda *args: decoder_calls.append(1))
+    checkpointed_loss, checkpointed_gradients = loss_and_gradients()
+    steps = TARGET.shape[1] if attention_mechanism == "bahdanau" else 1
+    # forward, then the recomputation in the backward pass (2 layers x 2 directions in the encoder)
+    assert len(encoder_runs) == 2 * 4 and len(decoder_calls) == 2 * steps
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=0, atol=0)
+    assert checkpointed_gradients.keys() == gradients.keys() and len(gradients) == len(list(model.parameters()))
+    for name, gradient in gradients.items():
+        torch.testing.assert_close(checkpointed_gradients[name], gradient, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_generate_threads_a_user_given_gru_state_cache():
+    model = make_model("bahdanau", init_std=0.3)
+    cache = GRUStateCache(model.config)
+    out = model.generate(
+        input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6, cache=cache, return_dict_in_generate=True
+    )
+    assert out.cache is cache and cache.get_seq_length() == out.sequences.shape[1] - 1  # all but the last token
+    assert cache.hidden.shape == (2, 3, 16) and cache.attention_keys.shape == (3, SOURCE.shape[1], 16)
+    default = model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=6)
+    assert torch.equal(out.sequences, default)
+
+
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_assisted_and_prompt_lookup_decoding_give_the_greedy_tokens(monkeypatch, attention_mechanism, luong_score):
+    """Both draft tokens and roll the state back past the rejected ones: GRUStateCache keeps the state after every
+    drafted token while the past is recorded, so crop returns to the last accepted one."""
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
+    assistant = make_model(attention_mechanism, luong_score, layers=1, hidden=8, seed=5, init_std=0.3)
+    removed = []
+    crop = GRUStateCache.crop
+    monkeypatch.setattr(GRUStateCache, "crop", lambda self, n: removed.append(-n) or crop(self, n))
+    for i in range(SOURCE.shape[0]):
+        kwargs = dict(
+            input_ids=SOURCE[i : i + 1], attention_mask=SOURCE_MASK[i : i + 1], max_new_tokens=8, min_new_tokens=8
+        )
+        greedy = model.generate(**kwargs)
+        assert torch.equal(model.generate(**kwargs, assistant_model=assistant), greedy)
+        assert torch.equal(model.generate(**kwargs, prompt_lookup_num_tokens=2), greedy)
+    assert max(removed) > 0  # some drafted tokens were rejected and undone
+
+
+def test_cache_implementations_are_refused_naming_why():
+    model = make_model()
+    for implementation in ("static", "offloaded", "quantized"):
+        with pytest.raises(ValueError, match="fixed-size tensor per layer"):
+            model.generate(input_ids=SOURCE, attention_mask=SOURCE_MASK, max_new_tokens=2, cache_implementation=implementation)
+
+
+def test_gru_state_is_only_cropped_back_when_the_past_is_recorded():
+    model = make_model("luong", init_std=0.3)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        full = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids)
+        cache = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).cache
+        with pytest.raises(RuntimeError, match="cannot be rolled back"):
+            cache.crop(-2)
+        recording = GRUStateCache(model.config)
+        recording.activate_past_recording()
+        model(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, :1], cache=recording
+        )
+        model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, 1:], cache=recording)
+        recording.crop(-2)  # back to the state after two tokens
+        assert recording.get_seq_length() == 2
+        step = model(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids[:, 2:3], cache=recording
+        )
+    torch.testing.assert_close(step.logits[:, 0], full.logits[:, 2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # 15-45 s each: torch.export traces every GRU step
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_onnx_export_through_torch_export_matches_pytorch(tmp_path, attention_mechanism, luong_score):
+    """torch.onnx.export(dynamo=True) traces forward with torch.export: no packing, no value-dependent branch (the
+    mask checks are eager-only). torch.export unrolls the GRU steps, so the graph keeps the example's lengths."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model = make_model(attention_mechanism, luong_score, init_std=0.3)
+    inputs = dict(
+        input_ids=SOURCE,
+        attention_mask=SOURCE_MASK,
+        decoder_input_ids=model.prepare_decoder_input_ids_from_labels(TARGET),
+    )
+    program = torch.onnx.export(model, (), kwargs={**inputs, "use_cache": False}, dynamo=True, verbose=False)
+    program.save(str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(inputs)
+    logits = session.run(None, {name: value.numpy() for name, value in inputs.items()})[0]
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    torch.testing.assert_close(torch.from_numpy(logits), expected, rtol=0, atol=1e-4)
+
+
+def test_configs_saved_with_the_old_attention_type_name_load_as_attention_mechanism(tmp_path):
+    """Before the rename the field was ``attention_type``, the name that means softmax/performer on the Transformer
+    and ViT configs (and that the shared attention layer reads): old config.json files map onto the new field."""
+    config = AutoConfig.from_pretrained(LEGACY / "luong")  # saved with "attention_type": "luong"
+    assert json.loads((LEGACY / "luong" / "config.json").read_text())["attention_type"] == "luong"
+    assert config.attention_mechanism == "luong" and not hasattr(config, "attention_type")
+    assert GRUSeq2SeqConfig(attention_type="luong").attention_mechanism == "luong"
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["attention_mechanism"] == "luong" and "attention_type" not in saved
+    model = GRUSeq2SeqForConditionalGeneration.from_pretrained(LEGACY / "luong")
+    assert isinstance(model.decoder.attention, LuongAttention)

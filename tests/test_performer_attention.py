@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask
 
 import hf_models.attention as attention
 from hf_models import (
@@ -19,7 +20,6 @@ from hf_models import (
 from hf_models.attention import (
     FavorCacheLayer,
     MultiHeadAttention,
-    build_attention_mask,
     default_num_random_features,
     favor_attention,
     gaussian_orthogonal_random_matrix,
@@ -241,9 +241,11 @@ def test_cross_attention_state_is_computed_once():
     layer = MultiHeadAttention(performer_config(), is_cross_attention=True, layer_idx=0).eval()
     attention.init_random_features(layer)
     memory, memory_mask = torch.randn(2, 6, 32), torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
-    mask = build_attention_mask(memory_mask, 1, 6, memory.dtype)
-    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     query = torch.randn(2, 1, 32)
+    mask = create_bidirectional_mask(
+        config=layer.config, inputs_embeds=query, attention_mask=memory_mask, encoder_hidden_states=memory
+    )
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     first, _ = layer(query, key_value_states=memory, attention_mask=mask, cache=cache)
     assert cache.is_updated[0]
     cached, _ = layer(query, key_value_states=torch.zeros_like(memory), attention_mask=mask, cache=cache)

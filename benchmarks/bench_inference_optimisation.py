@@ -1,0 +1,239 @@
+"""Deployment variants of an image classifier against its fp32 eager self: test accuracy, file size and inference
+throughput of bf16, int8 (torchao dynamic / weight-only through TorchAoConfig; onnxruntime dynamic and calibrated
+static), pruned models, onnxruntime fp32, and the combination pruned + onnxruntime int8.
+
+Two modes:
+
+* ``--model_dir DIR [--pruned 50=DIR ...]``: a trained MNIST model (and pruned + fine-tuned ones, see
+  ``recipes/prune.py``); accuracy on the recipe's MNIST test split (``--max_test_samples``), speed at batch 1 and 32.
+* ``--random vit|gfnet``: speed only, where compute dominates: ViT-S/16 (or a GFNet of the same width and depth) at
+  224 pixels with random weights, as in bench_vision_speed.py; the pruned variants remove 25/50 % of heads and MLP
+  units by L1 norm (random weights have no meaningful loss).
+
+Every variant's repetitions are interleaved with fp32 eager's in one process (the order reversed every round), the
+median taken after warm-up; ``speedup`` is fp32 eager's median CPU time over the variant's (so > 1 is faster), on
+``--threads`` threads for torch and onnxruntime alike. bf16 runs only at batch 1 and on at most ``--bf16_samples``
+test images: this CPU has no bf16 hardware. Prints one JSON object and writes it to ``--output`` if given.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/vit_small \
+        --pruned 50=outputs/vit_small_pruned50_ft --threads 1 --output benchmarks/results/x.json
+    nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --random vit --threads 1 --reps 3
+"""
+
+import argparse
+import copy
+import datetime
+import json
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoImageProcessor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+from bench_translation_speed import interleaved_seconds  # noqa: E402
+
+from hf_models import (  # noqa: E402
+    GFNetConfig,
+    GFNetForImageClassification,
+    VisionTransformerConfig,
+    VisionTransformerForImageClassification,
+)
+from hf_models.export_onnx import OnnxClassifier, export, quantize_dynamic_onnx, quantize_static_onnx  # noqa: E402
+from hf_models.pruning import mlp_unit_importance, lowest, prune_heads, prune_mlp_units  # noqa: E402
+from hf_models.quantization import quantize_saved_model  # noqa: E402
+
+RANDOM_MODELS = {  # ViT-S/16 at 224 pixels, and a GFNet of the same width and depth
+    "vit": (VisionTransformerConfig, VisionTransformerForImageClassification, {"num_attention_heads": 6}),
+    "gfnet": (GFNetConfig, GFNetForImageClassification, {}),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_dir", help="a trained image classifier (save_pretrained folder with its processor)")
+    parser.add_argument("--pruned", nargs="*", default=[], help="FRACTION=DIR of pruned, fine-tuned models")
+    parser.add_argument("--random", choices=sorted(RANDOM_MODELS), help="speed only, random weights at 224 pixels")
+    parser.add_argument("--data_dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--max_test_samples", type=int, default=2000)
+    parser.add_argument("--bf16_samples", type=int, default=200)
+    parser.add_argument("--calibration_images", type=int, default=256, help="for onnxruntime static int8")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output")
+    args = parser.parse_args(argv)
+    if (args.model_dir is None) == (args.random is None):
+        parser.error("give exactly one of --model_dir and --random")
+    return args
+
+
+def random_model(family: str, work: Path) -> Path:
+    config_class, model_class, extra = RANDOM_MODELS[family]
+    torch.manual_seed(0)
+    config = config_class(image_size=224, patch_size=16, num_channels=3, hidden_size=384, num_hidden_layers=12,
+                          mlp_ratio=4.0, num_labels=1000, **extra)  # fmt: skip
+    model_class(config).eval().save_pretrained(work / "fp32")
+    return work / "fp32"
+
+
+def l1_pruned(model_dir: Path, fraction: float, target: Path) -> Path:
+    """Random weights: heads ranked by the L1 norm of their out_proj columns, units by fc1/fc2 L1 norms."""
+    from hf_models.export_onnx import load_model
+    from hf_models.pruning import attention_layers
+
+    model = load_model(model_dir)
+    heads = {
+        name: module.out_proj.weight.abs().sum(0).view(module.num_heads, module.head_dim).sum(1)
+        for name, module in attention_layers(model).items()
+    }
+    prune_heads(model, lowest(heads, fraction))
+    prune_mlp_units(model, lowest(mlp_unit_importance(model, method="l1"), fraction))
+    model.save_pretrained(target)
+    return target
+
+
+def mnist_test(args, processor):
+    from mnist_data import load_mnist, split_mnist
+
+    test = split_mnist(load_mnist(args.data_dir))["test"]
+    test = test.select(range(min(args.max_test_samples, len(test))))
+    pixel_values = processor([image.convert("L") for image in test["image"]], return_tensors="pt")["pixel_values"]
+    return pixel_values, np.array(test["label"])
+
+
+def torch_predict(model, dtype=None):
+    def predict(pixel_values):
+        with torch.inference_mode():
+            return model(pixel_values.to(dtype) if dtype else pixel_values).logits.float().numpy()
+
+    return predict
+
+
+def onnx_predict(folder: Path, file: str, threads: int):
+    classifier = OnnxClassifier(folder, file, num_threads=threads)
+    return lambda pixel_values: classifier(pixel_values=pixel_values.numpy())
+
+
+def accuracy(predict, pixel_values, labels, batch_size: int = 256) -> float:
+    logits = np.concatenate([predict(pixel_values[i : i + batch_size]) for i in range(0, len(pixel_values), batch_size)])
+    return float((logits.argmax(-1) == labels[: len(logits)]).mean())
+
+
+def folder_bytes(path: Path, suffix: str) -> int:
+    return sum(file.stat().st_size for file in path.glob(f"*{suffix}"))
+
+
+def build_variants(args, model_dir: Path, work: Path, calibration: torch.Tensor, pruned: dict[str, Path]) -> dict:
+    """``{name: (predict(pixel_values) -> logits, bytes on disk, batch sizes to time)}``."""
+    from hf_models.export_onnx import load_model
+
+    threads = args.threads
+    all_batches = args.batch_sizes
+    fp32 = load_model(model_dir)
+    variants = {"fp32 eager": (torch_predict(fp32), folder_bytes(model_dir, ".safetensors"), all_batches)}
+    bf16 = load_model(model_dir, dtype=torch.bfloat16)
+    variants["bf16"] = (torch_predict(bf16, torch.bfloat16), folder_bytes(model_dir, ".safetensors"), [1])
+    for mode in ("dynamic", "weight_only"):
+        quantized = quantize_saved_model(model_dir, work / f"torchao_{mode}", mode)
+        variants[f"torchao int8 {mode}"] = (
+            torch_predict(quantized), folder_bytes(work / f"torchao_{mode}", ".safetensors"), all_batches
+        )
+    sources = {"": model_dir, **{f"pruned {fraction} % ": folder for fraction, folder in pruned.items()}}
+    for prefix, folder in sources.items():
+        onnx_dir = work / f"onnx_{prefix.strip().replace(' ', '_').replace('%', 'pct') or 'base'}"
+        export(folder, onnx_dir)
+        quantize_dynamic_onnx(onnx_dir / "model.onnx", onnx_dir / "model_int8.onnx")
+        if prefix:
+            model = load_model(folder)
+            variants[f"{prefix}fp32 eager"] = (torch_predict(model), folder_bytes(folder, ".safetensors"), all_batches)
+        else:
+            variants["onnxruntime fp32"] = (
+                onnx_predict(onnx_dir, "model.onnx", threads), (onnx_dir / "model.onnx").stat().st_size, all_batches
+            )
+            batches = [{"pixel_values": calibration[i : i + 32].numpy()} for i in range(0, len(calibration), 32)]
+            for symmetric in (False, True):
+                name = f"model_static_{'sym' if symmetric else 'asym'}.onnx"
+                quantize_static_onnx(onnx_dir / "model.onnx", onnx_dir / name, batches, symmetric)
+                variants[f"onnxruntime int8 static {'symmetric' if symmetric else 'asymmetric'}"] = (
+                    onnx_predict(onnx_dir, name, threads), (onnx_dir / name).stat().st_size, all_batches
+                )
+        variants[f"{prefix}onnxruntime int8 dynamic"] = (
+            onnx_predict(onnx_dir, "model_int8.onnx", threads), (onnx_dir / "model_int8.onnx").stat().st_size, all_batches
+        )
+    return variants
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as temp:
+        work = Path(temp)
+        if args.random:
+            model_dir = random_model(args.random, work)
+            pruned = {str(int(f * 100)): l1_pruned(model_dir, f, work / f"pruned{int(f * 100)}") for f in (0.25, 0.5)}
+            config = transformers.AutoConfig.from_pretrained(model_dir)
+            shape = (config.num_channels, config.image_size, config.image_size)
+            generator = torch.Generator().manual_seed(0)
+            calibration = torch.randn(args.calibration_images, *shape, generator=generator)
+            test = None
+        else:
+            model_dir = Path(args.model_dir)
+            pruned = dict(item.split("=", 1) for item in args.pruned)
+            pruned = {fraction: Path(folder) for fraction, folder in pruned.items()}
+            processor = AutoImageProcessor.from_pretrained(model_dir)
+            pixel_values, labels = mnist_test(args, processor)
+            test = (pixel_values, labels)
+            from mnist_data import load_mnist, split_mnist
+
+            train = split_mnist(load_mnist(args.data_dir))["train"].select(range(args.calibration_images))
+            calibration = processor([image.convert("L") for image in train["image"]], return_tensors="pt")["pixel_values"]
+            shape = tuple(pixel_values.shape[1:])
+        variants = build_variants(args, model_dir, work, calibration, pruned)
+        results = {}
+        for name, (predict, size, batch_sizes) in variants.items():
+            row = {"bytes": size, "size_vs_fp32": size / variants["fp32 eager"][1]}
+            if test is not None:
+                samples = args.bf16_samples if name == "bf16" else len(test[1])
+                row["test_accuracy"] = accuracy(predict, test[0][:samples], test[1][:samples])
+                row["test_samples"] = samples
+            results[name] = row
+        generator = torch.Generator().manual_seed(1)
+        for batch_size in args.batch_sizes:
+            inputs = torch.randn(batch_size, *shape, generator=generator)
+            timed = {name: v[0] for name, v in variants.items() if batch_size in v[2]}
+            for name in timed:
+                if name == "fp32 eager":
+                    continue
+                pair = {"fp32 eager": lambda: timed["fp32 eager"](inputs), name: (lambda f=timed[name]: f(inputs))}
+                reps = max(2, args.reps // 5) if name == "bf16" else args.reps
+                seconds = interleaved_seconds(pair, reps, args.warmup if name != "bf16" else 1)
+                base, own = (statistics.median(seconds["cpu"][key]) for key in ("fp32 eager", name))
+                results[name][f"batch{batch_size}_speedup"] = base / own
+                results[name][f"batch{batch_size}_ms"] = 1000 * statistics.median(seconds["wall"][name])
+                results["fp32 eager"].setdefault(f"batch{batch_size}_ms", 1000 * statistics.median(seconds["wall"]["fp32 eager"]))
+    report = {
+        "benchmark": "bench_inference_optimisation",
+        "date": datetime.date.today().isoformat(),
+        "command": " ".join(sys.argv),
+        "model": args.model_dir or f"random {args.random} 224px (ViT-S/16 sizes)",
+        "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "variants": results,
+    }
+    text = json.dumps(report, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""What a federated run shares with the centralised recipes, and the little that differs: who trains on what.
+
+A run is described by ONE argument list: the federated flags (:class:`FederatedArguments`) followed by the flags of the
+centralised recipe of its task (``--task text``: ``train_text_classification.py``'s model and data arguments;
+``--task image``: ``train_image_classification.py``'s; both take every ``TrainingArguments`` flag). The ServerApp
+sends that list to the ClientApps with every training message, so a ClientApp needs no configuration of its own and
+the same app runs in simulation and on separate machines. Data loading, tokenizer or image processor, model sizes,
+metrics, the saved folder and its card are the recipes' own functions, imported here; the local training of a client
+is the recipes' Trainer (plus FedProx's proximal term) for ``--num_train_epochs`` (or ``--max_steps``) on the
+client's partition, every round.
+"""
+
+import argparse
+import functools
+import json
+import logging
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments, set_seed
+
+RECIPES = Path(__file__).resolve().parent.parent
+if (RECIPES / "recipe_utils.py").is_file() and str(RECIPES) not in sys.path:
+    sys.path.insert(0, str(RECIPES))  # in a checkout; an installed Flower App bundle gets recipes/ from PYTHONPATH
+try:
+    import train_image_classification
+    import train_text_classification
+    from huggingface_hub import ModelCard
+    from recipe_utils import NonFiniteLossCallback, RDropTrainer, limit, parse_recipe_arguments
+    from vision_plots import confusion_counts
+    from vision_plots import plot_confusion_matrix as plot_image_confusion_matrix
+except ImportError as error:  # pragma: no cover - only outside a checkout
+    raise ImportError(
+        f"the federated app imports the centralised recipes ({error.name}): run it from a checkout of the repository "
+        "or put its recipes/ folder on PYTHONPATH (recipes/train_federated.py does both)"
+    ) from error
+
+import hf_models  # noqa: E402
+from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
+
+REPO_ROOT = Path(train_text_classification.__file__).resolve().parent.parent
+logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
+
+TASKS = {"text": train_text_classification, "image": train_image_classification}
+STRATEGIES = ("fedavg", "fedprox")
+# A client trains for its local epochs and reports; checkpoints, evaluation and the best-model choice are the
+# server's business (it scores the global model on the test split every round).
+LOCAL_TRAINING_FLAGS = [
+    "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end", "False", "--report_to", "none",
+    "--disable_tqdm", "True", "--push_to_hub", "False",
+]
+
+
+@dataclass
+class FederatedArguments:
+    """The flags of a federated run; every other flag is the centralised recipe's."""
+
+    task: str = field(default="text", metadata={"help": "text (THUCNews classifier recipe) or image (MNIST ViT/GFNet/AFNO recipe).", "choices": sorted(TASKS)})
+    num_clients: int = field(default=10, metadata={"help": "Clients (SuperNodes); each holds one partition of the training split."})
+    num_rounds: int = field(default=10, metadata={"help": "Federated rounds (each: sampled clients train locally, the server aggregates and evaluates)."})
+    strategy: str = field(default="fedavg", metadata={"help": "fedavg (McMahan et al. 2017) or fedprox (Li et al. 2020).", "choices": list(STRATEGIES)})
+    proximal_mu: float = field(default=0.01, metadata={"help": "FedProx: weight mu of the proximal term mu/2 ||w - w_global||^2."})
+    fraction_train: float = field(default=1.0, metadata={"help": "Fraction of the clients sampled per round, in (0, 1] (at least one)."})
+    alpha: float | None = field(default=None, metadata={"help": "Dirichlet concentration of the label partition (e.g. 0.5, 0.1); omitted = IID."})
+    partition_seed: int | None = field(default=None, metadata={"help": "Seed of the partition. Default: --seed."})
+    min_partition_size: int = field(default=1, metadata={"help": "Every client holds at least this many examples."})
+    dp_noise_multiplier: float | None = field(
+        default=None, metadata={"help": "Central DP (Flower's fixed-clipping wrappers): Gaussian noise multiplier; omitted = no DP."}
+    )
+    dp_clipping_norm: float = field(default=1.0, metadata={"help": "DP: L2 norm each client's model update is clipped to."})
+    dp_clipping: str = field(default="server", metadata={"help": "DP: where updates are clipped.", "choices": ["server", "client"]})
+    dp_delta: float = field(default=1e-5, metadata={"help": "DP: the delta at which epsilon is reported."})
+    mode: str = field(default="simulation", metadata={"help": "simulation (Flower's simulation runtime, Ray) or deployment (SuperLink + SuperNodes on 127.0.0.1).", "choices": ["simulation", "deployment"]})
+    resume: bool = field(default=False, metadata={"help": "Continue from the global model and round saved in --output_dir/federated_checkpoint."})
+    round_timeout: float = field(default=3600.0, metadata={"help": "Seconds the server waits for a round's replies; late clients count as failures."})
+    client_cpus: float = field(default=1.0, metadata={"help": "Simulation: CPUs per ClientApp (Ray runs CPUs / client_cpus of them at once)."})
+    simulation_cpus: int | None = field(default=None, metadata={"help": "Simulation: CPUs Ray may use. Default: all."})
+    fail_partitions: str | None = field(
+        default=None, metadata={"help": "Fault injection: comma-separated partition ids whose ClientApp raises in every round's fit."}
+    )
+
+    def __post_init__(self):
+        if self.num_clients < 1:
+            raise ValueError(f"--num_clients must be >= 1, got {self.num_clients}")
+        if self.num_rounds < 1:
+            raise ValueError(f"--num_rounds must be >= 1, got {self.num_rounds}")
+        if not 0 < self.fraction_train <= 1:
+            raise ValueError(f"--fraction_train must be in (0, 1], got {self.fraction_train}")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ValueError(f"--alpha must be > 0 (Dirichlet concentration; omit it for an IID partition), got {self.alpha}")
+        if self.proximal_mu < 0:
+            raise ValueError(f"--proximal_mu must be >= 0, got {self.proximal_mu}")
+        if self.dp_noise_multiplier is not None and not self.dp_noise_multiplier > 0:
+            raise ValueError(f"--dp_noise_multiplier must be > 0 (omit it to train without DP), got {self.dp_noise_multiplier}")
+        if not self.dp_clipping_norm > 0:
+            raise ValueError(f"--dp_clipping_norm must be > 0, got {self.dp_clipping_norm}")
+        if not 0 < self.dp_delta < 1:
+            raise ValueError(f"--dp_delta must be in (0, 1), got {self.dp_delta}")
+        self.failing_partitions = {int(part) for part in self.fail_partitions.split(",")} if self.fail_partitions else set()
+
+    @property
+    def clients_per_round(self) -> int:
+        """How many clients FedAvg samples: ``int(num_clients * fraction_train)``, at least one."""
+        return max(1, int(self.num_clients * self.fraction_train))
+
+    @property
+    def proximal_weight(self) -> float:
+        """mu of the proximal term the clients add: FedProx's, 0 under FedAvg."""
+        return self.proximal_mu if self.strategy == "fedprox" else 0.0
+
+
+def parse_federated_arguments(argv: list[str]):
+    """(federated, model, data, training) arguments of a run; the model and data dataclasses are those of the task's
+    centralised recipe, so all of its flags (``--model_size``, ``--arch``, ``--max_train_samples``, ...) work here."""
+    recipe = TASKS[task_of(argv)]
+    parser = HfArgumentParser((FederatedArguments, recipe.ModelArguments, recipe.DataArguments, TrainingArguments))
+    return parse_recipe_arguments(parser, argv)
+
+
+def task_of(argv: list[str]) -> str:
+    """The ``--task`` of an argument list: it decides which recipe's dataclasses parse the rest."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task", default=FederatedArguments.task)
+    task = pre.parse_known_args(argv)[0].task
+    if task not in TASKS:
+        raise ValueError(f"--task {task!r} unknown; choose from {sorted(TASKS)}")
+    return task
+
+
+class FedProxTrainer(RDropTrainer):
+    """The recipes' Trainer (R-Drop included) plus FedProx's proximal term (Li et al. 2020): the local loss gets
+    ``mu/2 * ||w - w_global||^2``, which keeps a client near the round's global model and limits client drift on
+    non-IID partitions. ``proximal_mu=0`` is FedAvg's plain local training."""
+
+    def __init__(self, *args, proximal_mu: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.proximal_mu = proximal_mu
+        self.global_parameters = [parameter.detach().clone() for parameter in self.model.parameters()] if proximal_mu else []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not self.proximal_mu or not model.training:
+            return result
+        loss, outputs = result if return_outputs else (result, None)
+        squared_distance = sum((local - anchor).pow(2).sum() for local, anchor in zip(model.parameters(), self.global_parameters))
+        loss = loss + self.proximal_mu / 2 * squared_distance
+        return (loss, outputs) if return_outputs else loss
+
+
+class FederatedTask:
+    """One process's view of a run (the ServerApp's or a ClientApp's): its arguments, the recipe's splits, tokenizer or
+    processor and model, and the partition (computed from the seed, identical in every process)."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = list(argv)
+        self.federated, self.model_args, self.data_args, self.training_args = parse_federated_arguments(self.argv)
+        self.recipe = TASKS[self.federated.task]
+        self.is_text = self.federated.task == "text"
+        set_seed(self.training_args.seed)  # before the model is built: the seed fixes the initial global model
+        splits, self.is_reference_corpus = self.recipe.load_splits(self.data_args)
+        limits = {"train": self.data_args.max_train_samples, "validation": self.data_args.max_eval_samples, "test": self.data_args.max_test_samples}
+        # No validation split: nothing selects a checkpoint; the server scores every round on the test split.
+        splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items() if name != "validation"})
+        if "train" not in splits or "test" not in splits:
+            raise ValueError(
+                f"a federated run needs a training split (partitioned over the clients) and a test split (scored by the "
+                f"server every round); got {sorted(splits)}"
+            )
+        self.splits = splits
+        self.label_names = splits["train"].features["label"].names
+        self.train_labels = np.asarray(splits["train"]["label"][:])
+        seed = self.training_args.seed if self.federated.partition_seed is None else self.federated.partition_seed
+        check_partition_arguments(len(self.train_labels), self.federated.num_clients, self.federated.alpha, self.federated.min_partition_size)
+        self.partition = partition_labels(
+            self.train_labels, self.federated.num_clients, self.federated.alpha, seed, self.federated.min_partition_size
+        )
+        if self.is_text:
+            tokenizer = self.recipe.load_or_train_tokenizer(self.model_args, self.data_args, splits, self.is_reference_corpus)
+            self.data = self.recipe.tokenize_splits(splits, tokenizer, self.data_args.max_seq_length)
+            self.model = self.recipe.build_model(self.model_args, tokenizer, self.label_names, self.data_args.max_seq_length)
+            self.processing_class, self.collator = tokenizer, DataCollatorWithPadding(tokenizer)
+        else:
+            self.model, processor = self.recipe.build_model_and_processor(self.model_args, self.data_args, splits, self.is_reference_corpus)
+            self.data = self.recipe.with_transforms(splits, processor, self.data_args, self.training_args.seed)
+            self.processing_class, self.collator = processor, self.recipe.collate
+        self.compute_metrics = self.recipe.compute_metrics_fn()
+        local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
+        self.local_args = parse_federated_arguments(local_argv)[3]
+        self.local_args.remove_unused_columns = self.is_text  # images become pixel_values on the fly
+
+    def summary(self) -> dict:
+        return partition_summary(self.partition, self.train_labels, self.label_names)
+
+    def client_dataset(self, partition_id: int) -> datasets.Dataset:
+        train = self.data["train"]
+        if self.is_text and self.data_args.piece_split_probability:
+            train = train.with_transform(
+                self.recipe.piece_splitting(
+                    self.processing_class, self.data_args.piece_split_probability, self.data_args.max_seq_length, self.training_args.seed + partition_id
+                )
+            )
+        return train.select(self.partition[partition_id])
+
+    def trainer(self, train_dataset=None, proximal_mu: float = 0.0, seed: int | None = None) -> FedProxTrainer:
+        args = self.local_args
+        args.seed = self.training_args.seed if seed is None else seed
+        return FedProxTrainer(
+            proximal_mu=proximal_mu,
+            rdrop_alpha=self.model_args.rdrop_alpha,
+            model=self.model,
+            args=args,
+            train_dataset=train_dataset,
+            data_collator=self.collator,
+            processing_class=self.processing_class,
+            compute_metrics=self.compute_metrics,
+            callbacks=[NonFiniteLossCallback()],
+        )
+
+    def load(self, state_dict: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state_dict, strict=True)
+
+    def train_client(self, partition_id: int, state_dict: dict, server_round: int) -> tuple[dict, dict]:
+        """Local training of one client from the round's global weights; returns its weights and metrics."""
+        if not 0 <= partition_id < self.federated.num_clients:
+            raise ValueError(f"partition id {partition_id} outside the run's {self.federated.num_clients} clients")
+        self.load(state_dict)
+        dataset = self.client_dataset(partition_id)
+        seed = self.training_args.seed + 1000 * server_round + partition_id  # other batches every round and client
+        output = self.trainer(dataset, self.federated.proximal_weight, seed).train()
+        weights = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
+        return weights, {"train-loss": float(output.training_loss), "num-examples": len(dataset), "unit-weight": 1}
+
+    def evaluate(self, state_dict: dict) -> dict:
+        """Test loss and metrics of a global model, on the centralised recipe's test split."""
+        self.load(state_dict)
+        return self.trainer().evaluate(self.data["test"], metric_key_prefix="test")
+
+    def save(self, state_dict: dict, output_dir: Path, training_seconds: float, setup_section: str, command: str) -> dict:
+        """The final global model saved as the centralised recipe saves its own (weights, code, tokenizer or
+        processor, pipeline, test figures and picture, model card), the card extended by the federated setup."""
+        self.load(state_dict)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        test = self.trainer().predict(self.data["test"], metric_key_prefix="test")
+        results = dict(test.metrics)
+        predicted = np.argmax(test.predictions, axis=-1)
+        title = f"{output_dir.name}: test accuracy {results['test_accuracy']:.2%}"
+        if self.is_text:
+            hf_models.save_for_text_classification(self.model, self.processing_class, output_dir)
+            counts = self.recipe.plot_confusion_matrix(test.label_ids, predicted, self.label_names, title, output_dir / "confusion_matrix.png")
+            self.recipe.write_card(
+                self.training_args, self.model_args, self.data_args, self.model, results, training_seconds, self.is_reference_corpus, None, self.argv
+            )
+        else:
+            self.model.save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
+            counts = confusion_counts(test.label_ids, predicted, len(self.label_names))
+            plot_image_confusion_matrix(counts, self.label_names, title, output_dir / "confusion_matrix.png")
+            if self.recipe.has_attention_rollout(self.model):
+                self.recipe.save_attention_rollout(
+                    self.model, self.processing_class, self.splits["test"], self.data_args.rollout_images, output_dir / "attention_rollout.png"
+                )
+            self.recipe.write_card(
+                self.training_args, self.model_args, self.data_args, self.model, self.processing_class, results,
+                training_seconds, self.is_reference_corpus, None, self.argv,
+            )
+        results["test_confusion_matrix"] = counts.tolist()
+        extend_card(output_dir / "README.md", setup_section, command)
+        return results
+
+
+def extend_card(path: Path, setup_section: str, command: str) -> None:
+    """The centralised recipe's card, told that the model was trained federated: tags, a "Federated training"
+    section, and the command that reproduces THIS run instead of the centralised recipe's."""
+    card = ModelCard.load(path)
+    card.data.tags = [*(card.data.tags or []), "federated-learning", "flower"]
+    text = re.sub(r"\n## Reproduce\n.*", "", card.text, flags=re.DOTALL)
+    text += (
+        f"\n## Federated training\n\n{setup_section.strip()}\n\n## Reproduce\n\nRun from the repository root "
+        f"(`OMP_NUM_THREADS=1` for the CPU figures above):\n\n```bash\n{command}\n```\n"
+    )
+    ModelCard(f"---\n{card.data.to_yaml()}\n---\n{text}").save(path)
+
+
+@functools.lru_cache(maxsize=1)
+def task_for(argv_json: str) -> FederatedTask:
+    """The process's task for a run's JSON-encoded argument list (a ClientApp process serves many rounds and, in
+    simulation, many clients: data and model are built once)."""
+    return FederatedTask(json.loads(argv_json))
+

@@ -1,0 +1,39 @@
+"""recipes/prune.py end to end: a trained ViT pruned to half its heads and MLP units, fine-tuned, evaluated, carded."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForImageClassification
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+sys.path.insert(0, str(RECIPES))
+import prune  # noqa: E402
+from train_image_classification import main as train  # noqa: E402
+
+QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+         "--save_strategy", "no", "--report_to", "none", "--use_cpu", "--max_train_samples", "32",
+         "--max_test_samples", "16"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_prune_recipe_prunes_fine_tunes_and_states_it_in_the_card(tmp_path):
+    train(["--arch", "vit", "--model_size", "small", "--output_dir", str(tmp_path / "base"), *QUICK])
+    results = prune.main([
+        "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "pruned"),
+        "--head_fraction", "0.5", "--mlp_fraction", "0.5", "--calibration_batches", "2",
+        "--calibration_batch_size", "8", "--", *QUICK,
+    ])  # fmt: skip
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "pruned")
+    assert model.config.num_attention_heads_per_layer == [2, 2, 2]  # small: 3 layers of 4 heads
+    assert model.config.intermediate_size_per_layer == [64, 64, 64]  # of 128
+    assert "test_accuracy" in results and results["pruning"]["parameters_after"] < results["pruning"]["parameters_before"]
+    card = (tmp_path / "pruned" / "README.md").read_text()
+    assert "## Pruning" in card and "50% of every attention layer's heads" in card and "16 training images" in card
+    assert json.loads((tmp_path / "pruned" / "results.json").read_text())["pruning"]["sizes"]
+
+
+def test_prune_recipe_refuses_a_fraction_outside_the_unit_interval(tmp_path):
+    with pytest.raises(ValueError, match=r"head_fraction must be in \[0, 1\)"):
+        prune.main(["--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "out"), "--head_fraction", "1"])
