@@ -49,7 +49,6 @@ from hf_models.pipeline_image_classification import save_for_image_classificatio
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
-    EXAMPLE_INDEX,
     ExampleRandomness,
     RDropTrainer,
     limit,
@@ -61,7 +60,6 @@ from recipe_utils import (
     take_push_to_hub,
     train,
     training_callbacks,
-    with_example_index,
 )
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
@@ -222,18 +220,19 @@ def saved_normalisation(model_name_or_path: str | None) -> tuple[list[float], li
     return list(np.atleast_1d(saved.image_mean).tolist()), list(np.atleast_1d(saved.image_std).tolist())
 
 
-def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness) -> datasets.DatasetDict:
+def with_transforms(
+    splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness | int
+) -> datasets.DatasetDict:
     """Images -> ``pixel_values`` on the fly (training images augmented with draws from ``randomness``: seed, epoch
-    and example index, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
+    and the image's pixels, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
+    randomness = ExampleRandomness.of(randomness)
 
     def transform(batch, augment: bool):
         images = batch["image"]
         if augment:
-            images = [random_affine(image, randomness.generator(index), data_args) for image, index in zip(images, batch[EXAMPLE_INDEX])]
+            images = [random_affine(image, randomness.generator(image.tobytes()), data_args) for image in images]
         return {"pixel_values": list(processor(images, return_tensors="pt").pixel_values), "labels": batch["label"]}
 
-    augmented = data_args.augment and "train" in splits
-    splits = datasets.DatasetDict({**splits, "train": with_example_index(splits["train"])}) if augmented else splits
     return datasets.DatasetDict(
         {
             name: split.with_transform(lambda batch, train=name == "train": transform(batch, train and data_args.augment))
