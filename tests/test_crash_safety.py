@@ -51,9 +51,18 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, output[-4000:]
 
 
+def complete_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path) -> None:
-    """SIGKILL as soon as ``checkpoint`` is complete (Trainer writes trainer_state.json last)."""
-    while not (checkpoint / "trainer_state.json").exists():
+    """SIGKILL as soon as ``checkpoint`` is complete (Trainer writes trainer_state.json last; killing while that file
+    is being written would leave a checkpoint that verify_checkpoint rightly refuses)."""
+    while not complete_json(checkpoint / "trainer_state.json"):
         assert process.poll() is None, f"the run ended before {checkpoint} was written: {process.communicate()[0][-3000:]}"
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
