@@ -11,8 +11,9 @@ Colour conversion of PIL images (``num_channels`` 1 = grayscale "L", 3 = "RGB"):
   palette's transparent colour is handled like an alpha channel.
 * ``RGBA``, ``LA``, ``PA``, ``RGBa``, or an image with a ``transparency`` entry: composited ON WHITE, as an image
   viewer shows it on a white page. (Dropping alpha instead would turn the hidden colour of transparent pixels, often
-  black, into content.) Note that transformers' ``image-classification`` pipeline converts inputs to RGB itself
-  (dropping alpha) before this processor sees them; call the processor directly to get the compositing.
+  black, into content.) transformers' stock ``image-classification`` pipeline converts inputs to RGB itself
+  (dropping alpha, clipping 16-bit) before this processor sees them; the pipeline the recipe saves with the model
+  (``pipeline_image_classification.py``) hands them over unconverted.
 * ``I;16``, ``I;16L``, ``I;16B``, ``I`` (16-bit grayscale, e.g. 16-bit PNG/TIFF): scaled from 0..65535 to 0..255
   (PIL's own conversion would clip everything above 255 to white). ``F`` (float) is clipped to 0..255 as PIL does.
 

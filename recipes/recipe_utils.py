@@ -1,5 +1,6 @@
 """Small helpers shared by the training recipes (``recipes/`` is a script folder: import as ``from recipe_utils import``)."""
 
+import hashlib
 import inspect
 import json
 import logging
@@ -374,8 +375,9 @@ class ExampleRandomness(TrainerCallback):
 
     A generator owned by a transform is not in the checkpoint, and Trainer restores the global generators only
     after prefetching the first batches of the resumed step. So every example gets its own generator instead,
-    seeded by (seed, epoch, example index): all three are known again after a resume. The transform reads the
-    index from the :data:`EXAMPLE_INDEX` column (:func:`with_example_index`); this callback tracks the epoch.
+    seeded by (seed, epoch, a hash of the example's content): all three are known again after a resume, and no
+    column has to travel with the data. As a Trainer callback it tracks the epoch (without it, every epoch draws
+    like the first).
     """
 
     def __init__(self, seed: int):
@@ -384,16 +386,14 @@ class ExampleRandomness(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch = math.floor(state.epoch + 1e-6)  # a resumed state.epoch is fractional: 20 of 30 steps = 0.667
 
-    def generator(self, index: int) -> np.random.Generator:
-        return np.random.default_rng((self.seed, self.epoch, index))
+    def generator(self, content: bytes) -> np.random.Generator:
+        digest = int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "little")
+        return np.random.default_rng((self.seed, self.epoch, digest))
 
-
-EXAMPLE_INDEX = "example_index"
-
-
-def with_example_index(dataset: datasets.Dataset) -> datasets.Dataset:
-    """``dataset`` with an :data:`EXAMPLE_INDEX` column (0, 1, ...) for :class:`ExampleRandomness`."""
-    return dataset.add_column(EXAMPLE_INDEX, list(range(len(dataset))))
+    @classmethod
+    def of(cls, randomness: "ExampleRandomness | int") -> "ExampleRandomness":
+        """``randomness`` itself, or a new one for a seed."""
+        return randomness if isinstance(randomness, ExampleRandomness) else cls(randomness)
 
 
 def training_callbacks(*extra: TrainerCallback) -> list[TrainerCallback]:

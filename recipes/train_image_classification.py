@@ -17,7 +17,7 @@ Training images get light augmentation for digits and glyphs: a small random rot
 (a flipped 2 or 7 is not a digit). The processor normalises with the mean/std measured on the training images, or
 with those saved next to the ``--model_name_or_path`` checkpoint (its weights expect them).
 
-The output folder holds the model and its code, the image processor, a model card, ``results.json``, the test split's
+The output folder holds the model and its code, the image processor, the image-classification pipeline, a model card, ``results.json``, the test split's
 ``confusion_matrix.png`` and, for ViT, ``attention_rollout.png``.
 """
 
@@ -45,10 +45,10 @@ from transformers import (
 
 import hf_models
 from hf_models.metrics import load_metric
+from hf_models.pipeline_image_classification import save_for_image_classification
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
 from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
 from recipe_utils import (
-    EXAMPLE_INDEX,
     ExampleRandomness,
     RDropTrainer,
     limit,
@@ -60,7 +60,6 @@ from recipe_utils import (
     take_push_to_hub,
     train,
     training_callbacks,
-    with_example_index,
 )
 from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
@@ -221,18 +220,19 @@ def saved_normalisation(model_name_or_path: str | None) -> tuple[list[float], li
     return list(np.atleast_1d(saved.image_mean).tolist()), list(np.atleast_1d(saved.image_std).tolist())
 
 
-def with_transforms(splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness) -> datasets.DatasetDict:
+def with_transforms(
+    splits: datasets.DatasetDict, processor, data_args: DataArguments, randomness: ExampleRandomness | int
+) -> datasets.DatasetDict:
     """Images -> ``pixel_values`` on the fly (training images augmented with draws from ``randomness``: seed, epoch
-    and example index, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
+    and the image's pixels, so a resumed run augments like an uninterrupted one), labels -> ``labels``."""
+    randomness = ExampleRandomness.of(randomness)
 
     def transform(batch, augment: bool):
         images = batch["image"]
         if augment:
-            images = [random_affine(image, randomness.generator(index), data_args) for image, index in zip(images, batch[EXAMPLE_INDEX])]
+            images = [random_affine(image, randomness.generator(image.tobytes()), data_args) for image in images]
         return {"pixel_values": list(processor(images, return_tensors="pt").pixel_values), "labels": batch["label"]}
 
-    augmented = data_args.augment and "train" in splits
-    splits = datasets.DatasetDict({**splits, "train": with_example_index(splits["train"])}) if augmented else splits
     return datasets.DatasetDict(
         {
             name: split.with_transform(lambda batch, train=name == "train": transform(batch, train and data_args.augment))
@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(trainer.evaluate(metric_key_prefix="validation"))
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        trainer.save_model(output_dir)  # the model, its code and (as processing_class) the image processor
+        # the model, its code, the image processor and the pipeline that keeps 16-bit and transparent images intact
+        save_for_image_classification(trainer.model, processor, output_dir)
 
     if "test" in transformed:
         test = trainer.predict(transformed["test"], metric_key_prefix="test")

@@ -46,7 +46,6 @@ import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card  # noqa: E402
 from recipe_utils import (  # noqa: E402
-    EXAMPLE_INDEX,
     ExampleRandomness,
     RDropTrainer,
     limit,
@@ -58,7 +57,6 @@ from recipe_utils import (  # noqa: E402
     take_push_to_hub,
     train,
     training_callbacks,
-    with_example_index,
 )
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
 from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS  # noqa: E402
@@ -164,13 +162,14 @@ def tokenize_splits(splits: datasets.DatasetDict, tokenizer, max_seq_length: int
     return tokenized.remove_columns("truncated").rename_column("label", "labels")
 
 
-def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomness: ExampleRandomness):
+def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomness: ExampleRandomness | int):
     """A ``datasets`` transform that re-segments training texts at random: every multi-character token (``学院``) is
     replaced by its characters (``学 院``) with ``probability``, anew each epoch, so the model also learns from the
     characters of the frequent pieces (a deterministic cousin of BPE-dropout, Provilkov et al. 2020). The draws of
-    an example come from ``randomness`` (seed, epoch, example index: the ``example_index`` column), so a run is
-    reproducible and a resumed run re-segments like an uninterrupted one. Evaluation and the pipeline keep the
+    a text come from ``randomness`` (seed, epoch, the text's token ids; a seed alone fixes the epoch at 0), so a
+    run is reproducible and a resumed run re-segments like an uninterrupted one. Evaluation and the pipeline keep the
     tokenizer's own segmentation."""
+    randomness = ExampleRandomness.of(randomness)
     vocab = tokenizer.get_vocab()
     characters = {
         index: [vocab[character] for character in token]
@@ -180,8 +179,8 @@ def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomne
 
     def transform(batch):
         input_ids = []
-        for ids, example in zip(batch["input_ids"], batch[EXAMPLE_INDEX]):
-            rng = randomness.generator(example)
+        for ids in batch["input_ids"]:
+            rng = randomness.generator(np.asarray(ids, dtype=np.int64).tobytes())
             split = [part for index in ids for part in (characters[index] if index in characters and rng.random() < probability else [index])]
             input_ids.append(split if len(split) <= max_seq_length else ids)
         return {"input_ids": input_ids, "attention_mask": [[1] * len(ids) for ids in input_ids], "labels": batch["labels"]}
@@ -268,10 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
     tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
     randomness = ExampleRandomness(training_args.seed)
     if data_args.piece_split_probability and "train" in tokenized:
-        tokenized["train"] = with_example_index(tokenized["train"]).with_transform(
+        tokenized["train"] = tokenized["train"].with_transform(
             piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, randomness)
         )
-        training_args.remove_unused_columns = False  # the transform reads example_index and returns the model's inputs
     model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
     logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
 
@@ -310,8 +308,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
         write_card(
-            training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews,
-            next(iter(splits.values())).info.description, hub_model_id, argv,
+            training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id, argv,
+            label_description=next(iter(splits.values())).info.description,
         )
         print_test_metrics(results)
         if hub_model_id:
@@ -320,7 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def write_card(
-    training_args, model_args, data_args, model, results, training_seconds, is_thucnews, label_description, hub_model_id=None, argv=None
+    training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None, argv=None,
+    label_description: str = "",
 ):
     dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
         name=f"user corpus ({portable(data_args.train_file)})",
@@ -368,10 +367,9 @@ def write_card(
 classifier = pipeline("text-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
-    extra = {
-        "Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```",
-        "Labels": label_description,  # how the files' labels became class ids
-    }
+    extra = {"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"}
+    if label_description:
+        extra["Labels"] = label_description  # how the files' labels became class ids
     if validation:
         extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
     if "test_confusion_matrix" in results:

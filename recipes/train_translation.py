@@ -129,6 +129,16 @@ class InOrderSeq2SeqTrainer(Seq2SeqTrainer):
     def _get_eval_sampler(self, eval_dataset):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
+    def _issue_warnings_after_load(self, load_result):
+        # A checkpoint stores a tied weight once (safetensors refuses shared tensors), so a resume "misses" every
+        # tied copy (the embeddings, lm_head) and Trainer warned about them each time; they are re-tied instead.
+        # Any other missing key is still reported.
+        tied = set(getattr(self.model, "all_tied_weights_keys", None) or {})
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if len(missing) < len(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
+
     def evaluation_loop(self, *args, **kwargs):
         # Seq2SeqTrainer.evaluate/predict gather with accelerator.gather, which keeps the examples Accelerate repeats
         # to give every rank a full last batch: under DDP there were more predictions than references.

@@ -52,3 +52,24 @@ def test_the_recipes_check_before_anything_starts(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", resume_from_checkpoint=str(folder))
     with pytest.raises(ValueError, match="optimizer.pt is missing"):
         prepare_training(args)
+
+
+def test_a_resume_re_ties_shared_weights_without_a_missing_keys_warning(tmp_path, monkeypatch, tiny_transformer_translator):
+    """A checkpoint holds each tied weight once; the other copies are "missing" on every translation resume."""
+    import transformers.trainer
+    from train_translation import InOrderSeq2SeqTrainer
+    from transformers import Seq2SeqTrainingArguments
+
+    model = tiny_transformer_translator
+    warnings = []
+    monkeypatch.setattr(transformers.trainer.logger, "warning", lambda message, *args: warnings.append(message))
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = InOrderSeq2SeqTrainer(model=model, args=args)
+    tied = set(model.all_tied_weights_keys)
+    assert tied, "the tiny translator shares its embeddings"
+    state = {key: value for key, value in model.state_dict().items() if key not in tied}
+    trainer._issue_warnings_after_load(model.load_state_dict(state, strict=False))
+    assert warnings == []
+    some_weight = next(key for key in state if key.endswith("out_proj.weight"))
+    trainer._issue_warnings_after_load(model.load_state_dict({k: v for k, v in state.items() if k != some_weight}, strict=False))
+    assert len(warnings) == 1 and some_weight in warnings[0] and not any(key in warnings[0] for key in tied)

@@ -155,3 +155,42 @@ def test_empty_and_nul_translation_files(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         pairs = load_parallel_files(write(tmp_path / "train.tsv", "hello\t你好\n\x00\x00\t\x00\n"))["train"]
     assert len(pairs) == 1 and "Skipped 1 malformed line" in " ".join(warnings_of(caplog))
+
+
+# ---- the corpora: where they come from, fetched and verified (issue 15) ----
+
+import shutil  # noqa: E402
+
+from prepare_data import MANIFEST, prepare  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the corpora are not in ../shared/data")
+def test_the_shared_corpora_match_their_pinned_checksums():
+    assert prepare(SHARED_DATA, list(MANIFEST["corpora"])) == []
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the corpora are not in ../shared/data")
+def test_download_from_a_mirror_installs_only_verified_files(tmp_path):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(SHARED_DATA / "mnist", mirror / "mnist")
+    data_dir = tmp_path / "data"
+    missing = prepare(data_dir, ["mnist"])
+    assert len(missing) == 2 and all(line.endswith(" is missing") for line in missing)
+    assert prepare(data_dir, ["mnist"], download=True, mirror=mirror.as_uri() + "/") == []
+    assert prepare(data_dir, ["mnist"]) == []
+    labels = mirror / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    altered = bytearray(labels.read_bytes())
+    altered[-1] ^= 1
+    labels.write_bytes(bytes(altered))
+    (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    [error] = prepare(data_dir, ["mnist"], download=True, mirror=mirror.as_uri() + "/")
+    assert "t10k-labels-idx1-ubyte.gz has sha256" in error and "not installed" in error
+    assert not (data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_every_corpus_names_its_source_and_licence():
+    for corpus in MANIFEST["corpora"].values():
+        assert corpus["source"] and corpus["licence"] and corpus["files"]
+        assert all(file["url"].startswith("https://") and len(file["sha256"]) == 64 for file in corpus["files"].values())

@@ -107,7 +107,7 @@ def test_config_overrides_are_parsed_and_checked():
 def test_piece_splitting_replaces_pieces_by_their_characters_reproducibly():
     tokenizer = AutoTokenizer.from_pretrained(DEFAULT_TOKENIZER)
     encoded = tokenizer(["中华女子学院：本科层次仅1专业招男生", "iPhone发布"])
-    batch = {**encoded, "labels": [3, 4], "example_index": [0, 1]}
+    batch = {**encoded, "labels": [3, 4]}
     pieces = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded["input_ids"]]
 
     def segmentations(probability, seed=0, max_length=64, repeats=20):
