@@ -24,9 +24,12 @@ A folder loaded with ``trust_remote_code=True`` keeps both through later saves: 
 and ``custom_pipelines`` read from config.json.
 """
 
+import copy
 import functools
 import importlib
 import os
+
+import torch
 
 import transformers
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
@@ -63,16 +66,23 @@ def register_family(
 
 
 def add_base_model_auto_map(head) -> None:
-    """Adds the ``AutoModel`` entry of the family's registered base model to ``head.config.auto_map`` when the head
-    is (subclasses) or holds (as ``head.base_model``) that base model, so that AutoModel finds the head's weights.
+    """Adds the ``AutoModel`` entry of the family's registered base model to ``head.config.auto_map`` when that base
+    model, built from the head's config, finds every one of its weights in the head's (directly or under its
+    ``base_model_prefix``), so that ``AutoModel`` on the saved folder loads the head's weights and nothing random.
     The head's module imports the base model's, so the code that save_pretrained copies has it."""
     config = head.config
     try:
         base_class = AutoModel._model_mapping[type(config)]
     except KeyError:
         return
-    if getattr(base_class, "_auto_class", None) != "AutoModel" or not isinstance(head.base_model, base_class):
+    if getattr(base_class, "_auto_class", None) != "AutoModel":
         return
+    if not isinstance(head.base_model, base_class):
+        with torch.device("meta"):
+            base_keys = base_class(copy.deepcopy(config)).state_dict().keys()
+        head_keys, prefix = head.state_dict().keys(), base_class.base_model_prefix
+        if not all(key in head_keys or f"{prefix}.{key}" in head_keys for key in base_keys):
+            return
     auto_map = dict(getattr(config, "auto_map", None) or {})
     auto_map["AutoModel"] = f"{base_class.__module__.split('.')[-1]}.{base_class.__name__}"
     config.auto_map = auto_map

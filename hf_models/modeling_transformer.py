@@ -305,10 +305,19 @@ class TransformerDecoder(TransformerStack):
 
 
 class TransformerModel(TransformerPreTrainedModel):
-    """Encoder + decoder without a head; returns the decoder's last hidden state."""
+    """Encoder + decoder without a head; returns the decoder's last hidden state.
+
+    An encoder-only configuration (``is_encoder_decoder=False``, as the text classifier's) builds the encoder alone
+    and returns its ``BaseModelOutput``: ``AutoModel`` (one class per configuration class) then loads the text
+    classifier's encoder weights, as ``AutoModel`` loads BERT's from a ``BertForSequenceClassification`` folder."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
+        if not config.is_encoder_decoder:
+            self.encoder = TransformerEncoder(config)
+            self.decoder = None
+            self.post_init()
+            return
         if config.share_embeddings:
             self.shared = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
             self._tied_weights_keys = {
@@ -323,6 +332,9 @@ class TransformerModel(TransformerPreTrainedModel):
         return self.encoder.get_input_embeddings()
 
     def set_input_embeddings(self, value):
+        if self.decoder is None:
+            self.encoder.set_input_embeddings(value)
+            return
         if self.config.share_embeddings:
             self.shared = value
         self.encoder.set_input_embeddings(value)
@@ -346,8 +358,12 @@ class TransformerModel(TransformerPreTrainedModel):
         decoder_inputs_embeds=None,
         use_cache=None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> Seq2SeqModelOutput:
+    ) -> Seq2SeqModelOutput | BaseModelOutput:
         cache = pop_cache(kwargs)
+        if self.decoder is None:
+            return self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+            )
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs

@@ -194,10 +194,4 @@ COMMON_FAMILIES = FAMILIES + ATTENTION_BACKENDS
 
 # (family, check) -> why it fails on main and which branch fixes it; see the module docstring.
 EXPECTED_FAILURES: dict[tuple[str, str], str] = {
-    # The classifier's base model is its TransformerEncoder, whose base_model_prefix ("model") does not name the
-    # classifier's "encoder." weights: AutoModel needs an encoder-only base class in modeling_transformer.py.
-    ("transformer-text-classification", "fresh_automodel"): "AutoModel: an encoder-only base class - not fixed yet",
-    ("transformer-text-classification", "feature_extraction_pipeline"): (
-        "AutoModel: an encoder-only base class - not fixed yet"
-    ),
 }

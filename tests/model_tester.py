@@ -240,6 +240,12 @@ class ModelTester:
 
         args = tuple(self.inputs[name] for name in names)
         path = tmp_path / "model.onnx"
+        if getattr(self.model.config, "attention_type", "softmax") == "performer":
+            # FAVOR+ loops over blocks of the sequence in Python: an export would freeze the example's length, so the
+            # model refuses instead of exporting a graph that is wrong for every other length
+            with pytest.raises(Exception, match="attention_type='performer' cannot be exported"):
+                torch.onnx.export(Logits(self.model).eval(), args, str(path), input_names=names, dynamo=True)
+            return
         torch.onnx.export(Logits(self.model).eval(), args, str(path), input_names=names, dynamo=True)
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {name: self.inputs[name].numpy() for name in (i.name for i in session.get_inputs())}

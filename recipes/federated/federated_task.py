@@ -31,10 +31,10 @@ try:
     import train_image_classification
     import train_text_classification
     from huggingface_hub import ModelCard
-    from recipe_utils import ExampleRandomness, RDropTrainer, limit, parse_recipe_arguments, training_callbacks, with_example_index
+    from recipe_utils import ExampleRandomness, RDropTrainer, limit, parse_recipe_arguments, training_callbacks
     from vision_plots import confusion_counts
     from vision_plots import plot_confusion_matrix as plot_image_confusion_matrix
-except ImportError as error:  # pragma: no cover - only outside a checkout
+except ModuleNotFoundError as error:  # pragma: no cover - only outside a checkout
     raise ImportError(
         f"the federated app imports the centralised recipes ({error.name}): run it from a checkout of the repository "
         "or put its recipes/ folder on PYTHONPATH (recipes/train_federated.py does both)"
@@ -190,7 +190,7 @@ class FederatedTask:
         self.compute_metrics = self.recipe.compute_metrics_fn()
         local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
         self.local_args = parse_federated_arguments(local_argv)[3]
-        # Images become pixel_values on the fly, re-segmented texts read example_index: the transforms need every column.
+        # Images become pixel_values on the fly from the image column: the transforms need every column.
         self.local_args.remove_unused_columns = self.is_text and not self.data_args.piece_split_probability
 
     def summary(self) -> dict:
@@ -199,10 +199,10 @@ class FederatedTask:
     def client_dataset(self, partition_id: int) -> datasets.Dataset:
         train = self.data["train"]
         if self.is_text and self.data_args.piece_split_probability:
-            train = with_example_index(train).with_transform(
+            train = train.with_transform(
                 self.recipe.piece_splitting(self.processing_class, self.data_args.piece_split_probability, self.data_args.max_seq_length, self.randomness)
             )
-        return train.select(self.partition[partition_id])  # example_index stays the global one
+        return train.select(self.partition[partition_id])
 
     def trainer(self, train_dataset=None, proximal_mu: float = 0.0, seed: int | None = None) -> FedProxTrainer:
         args = self.local_args
