@@ -3,7 +3,7 @@ call (batch 1, 8 heads, head dim 64, float32, CPU) at sequence lengths 512 to 16
 length.
 
 Three implementations of the same call, ``(q, k, v) -> output`` then ``output.backward(grad)``:
-- ``performer``: ``hf_models.attention.favor_attention``, the function every performer layer of the package runs,
+- ``performer``: ``hf_models.performer.favor_attention``, the function every performer layer of the package runs,
   with head_dim * ln(head_dim) = 266 orthogonal random features (the models' default);
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (on CPU a fused flash-style kernel whose memory is
   linear in the length);
@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hf_models.attention import (  # noqa: E402
+from hf_models.attention import eager_attention_forward  # noqa: E402
+from hf_models.performer import (  # noqa: E402
     default_num_random_features,
-    eager_attention_forward,
     favor_attention,
     gaussian_orthogonal_random_matrix,
 )

@@ -2,7 +2,7 @@
 
 from transformers import PreTrainedConfig
 
-from .attention import check_attention_config
+from .attention_registry import check_attention_config
 from .validation import check_choice, check_int, check_per_layer_sizes, check_probability
 
 ACTIVATIONS = ("relu", "gelu")

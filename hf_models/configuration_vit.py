@@ -1,6 +1,6 @@
 """Configuration of the Vision Transformer (ViT) of Dosovitskiy et al. (2021), "An Image is Worth 16x16 Words"."""
 
-from .attention import check_attention_config
+from .attention_registry import check_attention_config
 from .configuration_vision import PatchImageConfig
 from .validation import check_int, check_per_layer_sizes, check_probability
 

@@ -29,7 +29,9 @@ from transformers.utils import TransformersKwargs, can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .attention import MultiHeadAttention, init_random_features
+from .attention import MultiHeadAttention
+from .attention_registry import attention_class
+from .performer import init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
 from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
@@ -78,7 +80,9 @@ class TransformerEncoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(config, layer_idx=layer_idx, heads_field="encoder_attention_heads_per_layer")
+        self.self_attn = attention_class(config)(
+            config, layer_idx=layer_idx, heads_field="encoder_attention_heads_per_layer"
+        )
         self.self_attn_sublayer = SublayerConnection(config)
         self.feed_forward = FeedForward(config, "encoder_intermediate_size_per_layer", layer_idx)
         self.feed_forward_sublayer = SublayerConnection(config)
@@ -95,11 +99,11 @@ class TransformerDecoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: TransformerConfig, layer_idx: int):
         super().__init__()
-        self.self_attn = MultiHeadAttention(
+        self.self_attn = attention_class(config)(
             config, is_causal=True, layer_idx=layer_idx, heads_field="decoder_attention_heads_per_layer"
         )
         self.self_attn_sublayer = SublayerConnection(config)
-        self.encoder_attn = MultiHeadAttention(
+        self.encoder_attn = attention_class(config)(
             config, is_cross_attention=True, layer_idx=layer_idx, heads_field="cross_attention_heads_per_layer"
         )
         self.encoder_attn_sublayer = SublayerConnection(config)

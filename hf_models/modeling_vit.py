@@ -15,7 +15,9 @@ from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
 from transformers.utils.output_capturing import capture_outputs
 
-from .attention import MultiHeadAttention, init_random_features
+from .attention import MultiHeadAttention
+from .attention_registry import attention_class
+from .performer import init_random_features
 from .configuration_vit import VisionTransformerConfig
 from .layers import (
     ImageClassificationMixin,
@@ -86,7 +88,7 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
         super().__init__(config)
         self.embeddings = VisionTransformerEmbeddings(config)
         self.layers = nn.ModuleList(
-            MixerBlock(config, MultiHeadAttention(config, layer_idx=index), rate, layer_idx=index)
+            MixerBlock(config, attention_class(config)(config, layer_idx=index), rate, layer_idx=index)
             for index, rate in enumerate(drop_path_rates(config))
         )
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)

@@ -10,16 +10,16 @@ from transformers import AutoModelForImageClassification, AutoModelForSeq2SeqLM,
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask
 
-import hf_models.attention as attention
+import hf_models.performer as performer
 from hf_models import (
     TransformerConfig,
     TransformerForConditionalGeneration,
     TransformerForSequenceClassification,
     VisionTransformerConfig,
 )
-from hf_models.attention import (
+from hf_models.performer import (
     FavorCacheLayer,
-    MultiHeadAttention,
+    PerformerAttention,
     default_num_random_features,
     favor_attention,
     gaussian_orthogonal_random_matrix,
@@ -160,7 +160,7 @@ def test_causal_backward_passes_gradcheck_in_float64():
     z = torch.rand(2, 1, 6, generator=generator, dtype=torch.float64).add_(0.5).requires_grad_()
 
     def causal(q, k, v, kv, z):
-        return attention._CausalFavor.apply(q, k, v, key_mask, projection, data_scale, stabiliser, kv, z, 5, 2)
+        return performer._CausalFavor.apply(q, k, v, key_mask, projection, data_scale, stabiliser, kv, z, 5, 2)
 
     assert torch.autograd.gradcheck(causal, (query, key, value, kv, z))
 
@@ -220,8 +220,8 @@ def performer_config(**overrides):
 
 def test_attention_layer_cache_is_constant_size_and_matches_the_full_sequence():
     torch.manual_seed(0)
-    layer = MultiHeadAttention(performer_config(), is_causal=True, layer_idx=0).eval()
-    attention.init_random_features(layer)
+    layer = PerformerAttention(performer_config(), is_causal=True, layer_idx=0).eval()
+    performer.init_random_features(layer)
     x = torch.randn(2, 9, 32) * 3  # larger inputs: the running key stabiliser changes along the way
     full, _ = layer(x)
     cache = DynamicCache()
@@ -238,8 +238,8 @@ def test_attention_layer_cache_is_constant_size_and_matches_the_full_sequence():
 
 def test_cross_attention_state_is_computed_once():
     torch.manual_seed(0)
-    layer = MultiHeadAttention(performer_config(), is_cross_attention=True, layer_idx=0).eval()
-    attention.init_random_features(layer)
+    layer = PerformerAttention(performer_config(), is_cross_attention=True, layer_idx=0).eval()
+    performer.init_random_features(layer)
     memory, memory_mask = torch.randn(2, 6, 32), torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
     query = torch.randn(2, 1, 32)
     mask = create_bidirectional_mask(
@@ -333,13 +333,13 @@ def test_vit_with_performer_trains_and_reloads_identically(tmp_path):
 
 def test_bf16_autocast_gives_finite_outputs_with_the_features_in_fp32(monkeypatch):
     seen = []
-    original = attention.feature_logits
+    original = performer.feature_logits
 
     def recording(x, projection, data_scale):
         seen.append((x.dtype, projection.dtype, torch.is_autocast_enabled("cpu")))
         return original(x, projection, data_scale)
 
-    monkeypatch.setattr(attention, "feature_logits", recording)
+    monkeypatch.setattr(performer, "feature_logits", recording)
     model = tiny_seq2seq().train()
     input_ids, attention_mask, _ = seq2seq_batch()
     labels = torch.tensor([[5, 6, 7, 2], [8, 9, 2, -100], [10, 2, -100, -100]])
