@@ -218,6 +218,28 @@ def performer_config(**overrides):
     return TransformerConfig(**{**TINY, "dropout": 0.0, "attention_type": "performer", **overrides})
 
 
+def test_attention_type_picks_the_registered_class_in_every_model(tmp_path):
+    """``config.attention_type`` selects the layer class through one registry; a saved performer model carries
+    performer.py and keeps the ``feature_projection`` buffer name (old checkpoints load)."""
+    from safetensors import safe_open
+
+    from hf_models.attention import MultiHeadAttention
+    from hf_models.attention_registry import ATTENTION_CLASSES, attention_class
+
+    assert ATTENTION_CLASSES == {"softmax": MultiHeadAttention, "performer": PerformerAttention}
+    assert attention_class(TransformerConfig(**TINY)) is MultiHeadAttention
+    model = TransformerForConditionalGeneration(performer_config())
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    assert layers and all(type(layer) is PerformerAttention for layer in layers)
+    softmax = TransformerForConditionalGeneration(TransformerConfig(**TINY))
+    assert not any(isinstance(m, PerformerAttention) for m in softmax.modules())
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "performer.py").is_file() and (tmp_path / "attention_registry.py").is_file()
+    with safe_open(tmp_path / "model.safetensors", "pt") as saved:
+        names = [key for key in saved.keys() if key.endswith("feature_projection")]
+    assert len(names) == len(layers)
+
+
 def test_attention_layer_cache_is_constant_size_and_matches_the_full_sequence():
     torch.manual_seed(0)
     layer = PerformerAttention(performer_config(), is_causal=True, layer_idx=0).eval()
