@@ -18,30 +18,24 @@ named in the page. Nothing is fetched at run time: analytics are off, no share l
 import argparse
 import functools
 import logging
-import math
 import os
 import re
 import sys
 import warnings
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: it reads this at import
 
 import gradio as gr  # noqa: E402
 import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import torch  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "recipes"))
-from vision_plots import attention_rollout  # noqa: E402
+from plots import CJK_FONT, attention_rollout, cross_attention_figure  # noqa: E402
 
 logger = logging.getLogger("app")
 
@@ -71,7 +65,6 @@ EXAMPLE_HEADLINES = [
 ]
 EXAMPLE_SENTENCES = ["I love you.", "Where is the train station?", "It's very cold today."]
 
-CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # Chinese glyphs on the heatmap's axes
 HUB_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 # Browsers without a Chinese font (a bare server's chromium, say) would draw boxes: the page offers the same font,
 # fetched from this server only when no local CJK font is found and only for CJK characters.
@@ -87,7 +80,6 @@ THEME = gr.themes.Default(
     font=[gr.themes.LocalFont("Source Sans Pro"), "ui-sans-serif", "system-ui", "sans-serif", "CJK fallback"],
     font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "Consolas", "monospace", "CJK fallback"],
 )
-MAX_HEATMAP_LABELS = 40  # tokens labelled per heatmap axis; longer axes label every k-th token
 MAX_UPLOAD_PIXELS = 50_000_000  # larger uploads are refused with a message instead of being decoded
 MNIST_BOX, MNIST_SIDE = 20, 28  # MNIST digits: scaled into a 20x20 box, centred by mass in a 28x28 frame
 
@@ -145,29 +137,6 @@ def shows_errors(*fallback):
 # ---------------------------------------------------------------------------------------------- translation
 
 
-def heatmap_figure(weights: np.ndarray, source_tokens: list[str], target_tokens: list[str]):
-    """Cross-attention weights (generated tokens x source tokens) as a heatmap whose size stays within a page:
-    at most ``MAX_HEATMAP_LABELS`` labels per axis."""
-    font_manager.fontManager.addfont(str(CJK_FONT))
-    font = font_manager.FontProperties(fname=str(CJK_FONT))
-    width = min(14.0, 2.5 + 0.42 * len(source_tokens))
-    height = min(10.0, 1.8 + 0.38 * len(target_tokens))
-    figure, axes = plt.subplots(figsize=(width, height))
-    image = axes.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0)
-    for set_ticks, tokens, extra in (
-        (axes.set_xticks, source_tokens, {"rotation": 60, "ha": "right"}),
-        (axes.set_yticks, target_tokens, {}),
-    ):
-        step = math.ceil(len(tokens) / MAX_HEATMAP_LABELS)
-        positions = range(0, len(tokens), step)
-        set_ticks(positions, [tokens[i] for i in positions], fontproperties=font, **extra)
-    axes.set_xlabel("source tokens")
-    axes.set_ylabel("generated tokens")
-    figure.colorbar(image, ax=axes, fraction=0.05)
-    figure.tight_layout()
-    return figure
-
-
 def cross_attention(translator, text: str, generated: torch.Tensor) -> np.ndarray:
     """The last decoder layer's cross-attention over the source, averaged over heads, for the sequence that
     ``generate`` chose: one teacher-forced pass with the pipeline's own tokenization of ``text``. Returns
@@ -205,7 +174,7 @@ def translate(models: dict[str, Loaded], text: str, model_name: str, num_beams: 
         weights = cross_attention(translator, text, generated)
         source_tokens = tokenizer.convert_ids_to_tokens(source_ids)
         target_tokens = tokenizer.convert_ids_to_tokens(generated[1:])
-        figure = heatmap_figure(weights, source_tokens, target_tokens)
+        figure = cross_attention_figure(weights, source_tokens, target_tokens)
     return translation, figure, " ".join(notes)
 
 

@@ -6,19 +6,13 @@ scores, and draw a cross-attention heatmap (source tokens x generated tokens) fo
 
 import argparse
 import json
-from importlib.resources import files
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline  # noqa: E402
+import torch
+from plots import cross_attention_figure, save_figure
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 SENTENCES = ["I love you.", "Where is the train station?", "He is reading a book.", "It's very cold today."]
-CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # Chinese glyphs for the heatmap's axis
 
 
 def cross_attention(model, tokenizer, text: str) -> tuple[list[str], list[str], torch.Tensor]:
@@ -32,22 +26,6 @@ def cross_attention(model, tokenizer, text: str) -> tuple[list[str], list[str], 
     target_tokens = tokenizer.convert_ids_to_tokens(generated[0, 1:])
     source_tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
     return target_tokens, source_tokens, weights
-
-
-def plot_heatmap(target_tokens, source_tokens, weights, title: str, path: Path) -> None:
-    font_manager.fontManager.addfont(str(CJK_FONT))
-    font = font_manager.FontProperties(fname=str(CJK_FONT))
-    figure, axes = plt.subplots(figsize=(1 + 0.5 * len(source_tokens), 1 + 0.45 * len(target_tokens)))
-    image = axes.imshow(weights.numpy(), cmap="viridis", aspect="auto", vmin=0.0)
-    axes.set_xticks(range(len(source_tokens)), source_tokens, rotation=60, ha="right", fontproperties=font)
-    axes.set_yticks(range(len(target_tokens)), target_tokens, fontproperties=font)
-    axes.set_xlabel("source tokens")
-    axes.set_ylabel("generated tokens")
-    axes.set_title(title, fontproperties=font)
-    figure.colorbar(image, ax=axes, fraction=0.05)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def main() -> None:
@@ -67,7 +45,8 @@ def main() -> None:
             print(f"   {sentence} -> {result['translation_text']}")
         target_tokens, source_tokens, weights = cross_attention(model, tokenizer, args.sentences[0])
         heatmap = model_dir / "cross_attention.png"
-        plot_heatmap(target_tokens, source_tokens, weights, f"{model_dir.name}: {args.sentences[0]}", heatmap)
+        figure = cross_attention_figure(weights.numpy(), source_tokens, target_tokens, f"{model_dir.name}: {args.sentences[0]}")
+        save_figure(figure, heatmap)
         print(f"   cross-attention heatmap: {heatmap}")
 
 

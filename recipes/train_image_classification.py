@@ -61,7 +61,7 @@ from recipe_utils import (
     train,
     training_callbacks,
 )
-from vision_plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
+from plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,9 @@ import logging
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import datasets
-import matplotlib
 import numpy as np
 import transformers
 from transformers import (
@@ -38,13 +36,10 @@ from transformers import (
     set_seed,
 )
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-
 import hf_models  # noqa: E402
 from hf_models.metrics import load_metric  # noqa: E402
 from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card  # noqa: E402
+from plots import confusion_counts, plot_confusion_matrix  # noqa: E402
 from recipe_utils import (  # noqa: E402
     ExampleRandomness,
     RDropTrainer,
@@ -67,7 +62,6 @@ logger = logging.getLogger(__name__)
 RECIPES = Path(__file__).resolve().parent
 MODEL_SIZES = json.loads((RECIPES / "settings" / "text_classification_models.json").read_text())
 DEFAULT_TOKENIZER = RECIPES.parent / "tokenizer_data" / "thucnews"
-CJK_FONT = files("mplfonts") / "fonts" / "NotoSansCJKsc-Regular.otf"  # class names may be Chinese
 THUCNEWS_INFO = DatasetInfo(
     name="THUCNews headline subset (10 classes, 649453932/Chinese-Text-Classification-Pytorch split)",
     id="thucnews",
@@ -226,30 +220,6 @@ def compute_metrics_fn():
     return compute_metrics
 
 
-def plot_confusion_matrix(references: np.ndarray, predicted: np.ndarray, label_names: list[str], title: str, path: Path) -> np.ndarray:
-    """Counts (rows: true class, columns: predicted class) drawn as an annotated heatmap; returns the counts."""
-    size = len(label_names)
-    counts = np.bincount(references * size + predicted, minlength=size * size).reshape(size, size)
-    font_manager.fontManager.addfont(str(CJK_FONT))
-    font = font_manager.FontProperties(fname=str(CJK_FONT))
-    figure, axes = plt.subplots(figsize=(2 + 0.7 * size, 1.5 + 0.6 * size))
-    image = axes.imshow(counts, cmap="Blues")
-    axes.set_xticks(range(size), label_names, rotation=45, ha="right", fontproperties=font)
-    axes.set_yticks(range(size), label_names, fontproperties=font)
-    for row in range(size):
-        for column in range(size):
-            color = "white" if counts[row, column] > counts.max() / 2 else "black"
-            axes.text(column, row, str(counts[row, column]), ha="center", va="center", fontsize=8, color=color)
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("true class")
-    axes.set_title(title, fontproperties=font)
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return counts
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
@@ -300,10 +270,9 @@ def main(argv: list[str] | None = None) -> dict:
         test = trainer.predict(tokenized["test"], metric_key_prefix="test")
         results.update(test.metrics)
         if trainer.is_world_process_zero():
-            counts = plot_confusion_matrix(
-                test.label_ids, np.argmax(test.predictions, axis=-1), label_names,
-                f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}", output_dir / "confusion_matrix.png",
-            )
+            counts = confusion_counts(test.label_ids, np.argmax(test.predictions, axis=-1), len(label_names))
+            title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
+            plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
             results["test_confusion_matrix"] = counts.tolist()
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json

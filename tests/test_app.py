@@ -12,6 +12,7 @@ from app_testing import save_tiny_app_models
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import app  # noqa: E402
+import plots  # noqa: E402  (app.py put recipes/ on sys.path)
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -61,7 +62,7 @@ def test_heatmap_of_a_long_input_stays_page_sized(models):
     _, figure, _ = app.translate(models, "tea " * 2500, "Transformer", 1, 128)
     width, height = figure.get_size_inches()
     assert width <= 14 and height <= 10
-    assert len(figure.axes[0].get_xticklabels()) <= app.MAX_HEATMAP_LABELS
+    assert len(figure.axes[0].get_xticklabels()) <= plots.MAX_HEATMAP_LABELS
 
 
 def test_classify_gives_ten_named_classes(models):

@@ -1,5 +1,5 @@
 """app.py in a real browser. The app runs in a subprocess on a free loopback port, from a folder laid out as the
-README's Space (app.py, recipes/vision_plots.py, models/<demo folders>, APP_MODELS_DIR=models), in a Python where
+README's Space (app.py, recipes/plots.py, models/<demo folders>, APP_MODELS_DIR=models), in a Python where
 hf_models cannot be imported (so it works through pipeline(..., trust_remote_code=True) alone), on tiny models built
 by a fixture. Playwright drives Debian's chromium through the three tabs, the good inputs and the bad ones, and
 screenshots each tab.
@@ -41,7 +41,7 @@ def app_url(tmp_path_factory, tiny_transformer_translator, tiny_translation_toke
     space = tmp_path_factory.mktemp("space")
     shutil.copy(ROOT / "app.py", space)
     (space / "recipes").mkdir()
-    shutil.copy(ROOT / "recipes" / "vision_plots.py", space / "recipes")
+    shutil.copy(ROOT / "recipes" / "plots.py", space / "recipes")
     headlines = [EXAMPLE_HEADLINE, "湖人加时险胜凯尔特人", "北京四环内新盘均价突破每平米4万元", "教育部：高考报名人数再创新高"]
     save_tiny_app_models(space / "models", tiny_transformer_translator, tiny_translation_tokenizer, headlines)
     port = free_port()

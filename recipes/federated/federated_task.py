@@ -32,8 +32,7 @@ try:
     import train_text_classification
     from huggingface_hub import ModelCard
     from recipe_utils import ExampleRandomness, RDropTrainer, limit, parse_recipe_arguments, training_callbacks
-    from vision_plots import confusion_counts
-    from vision_plots import plot_confusion_matrix as plot_image_confusion_matrix
+    from plots import confusion_counts, plot_confusion_matrix
 except ModuleNotFoundError as error:  # pragma: no cover - only outside a checkout
     raise ImportError(
         f"the federated app imports the centralised recipes ({error.name}): run it from a checkout of the repository "
@@ -246,10 +245,11 @@ class FederatedTask:
         test = self.trainer().predict(self.data["test"], metric_key_prefix="test")
         results = dict(test.metrics)
         predicted = np.argmax(test.predictions, axis=-1)
+        counts = confusion_counts(test.label_ids, predicted, len(self.label_names))
         title = f"{output_dir.name}: test accuracy {results['test_accuracy']:.2%}"
+        plot_confusion_matrix(counts, self.label_names, title, output_dir / "confusion_matrix.png")
         if self.is_text:
             hf_models.save_for_text_classification(self.model, self.processing_class, output_dir)
-            counts = self.recipe.plot_confusion_matrix(test.label_ids, predicted, self.label_names, title, output_dir / "confusion_matrix.png")
             self.recipe.write_card(
                 self.training_args, self.model_args, self.data_args, self.model, results, training_seconds, self.is_reference_corpus,
                 self.splits["train"].info.description, None, self.argv,
@@ -257,8 +257,6 @@ class FederatedTask:
         else:
             self.model.save_pretrained(output_dir)
             self.processing_class.save_pretrained(output_dir)
-            counts = confusion_counts(test.label_ids, predicted, len(self.label_names))
-            plot_image_confusion_matrix(counts, self.label_names, title, output_dir / "confusion_matrix.png")
             if self.recipe.has_attention_rollout(self.model):
                 self.recipe.save_attention_rollout(
                     self.model, self.processing_class, self.splits["test"], self.data_args.rollout_images, output_dir / "attention_rollout.png"
