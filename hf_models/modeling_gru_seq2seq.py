@@ -41,7 +41,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gru_seq2seq import GRUSeq2SeqConfig
-from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
+from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_output, shift_tokens_right
 
 
 @dataclass
@@ -683,14 +683,4 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
         outputs = self.model(
             input_ids, attention_mask, decoder_input_ids, encoder_outputs, use_cache, return_dict=True, **kwargs
         )
-        logits = self.lm_head(outputs.last_hidden_state)
-        return Seq2SeqLMOutput(
-            loss=seq2seq_lm_loss(logits, labels) if labels is not None else None,
-            logits=logits,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
-        )
+        return seq2seq_lm_output(outputs, self.lm_head(outputs.last_hidden_state), labels)

@@ -34,7 +34,7 @@ from .attention_registry import attention_class
 from .performer import init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
-from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_loss, shift_tokens_right
+from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_output, shift_tokens_right
 from .validation import per_layer_size
 
 
@@ -476,19 +476,7 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
             return_dict=True,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = seq2seq_lm_loss(logits, labels) if labels is not None else None
-        return Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
-        )
+        return seq2seq_lm_output(outputs, self.lm_head(outputs.last_hidden_state), labels)
 
 
 def word_dropout(attention_mask: torch.Tensor, probability: float) -> torch.Tensor:

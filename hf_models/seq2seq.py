@@ -7,7 +7,7 @@ same code (also when it travels to the Hub as remote code) runs on both.
 
 import torch
 import torch.nn.functional as F
-from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 
 CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
 
@@ -42,3 +42,19 @@ def seq2seq_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     (``--label_smoothing_factor``).
     """
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+
+
+def seq2seq_lm_output(outputs: Seq2SeqModelOutput, logits: torch.Tensor, labels: torch.Tensor | None) -> Seq2SeqLMOutput:
+    """A ``*ForConditionalGeneration`` head's output: its ``logits``, the loss when ``labels`` are given, and every
+    other field of its base model's ``outputs`` (hidden states, attentions, the generation cache) passed through."""
+    return Seq2SeqLMOutput(
+        loss=seq2seq_lm_loss(logits, labels) if labels is not None else None,
+        logits=logits,
+        decoder_hidden_states=outputs.decoder_hidden_states,
+        decoder_attentions=outputs.decoder_attentions,
+        cross_attentions=outputs.cross_attentions,
+        encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+        encoder_hidden_states=outputs.encoder_hidden_states,
+        encoder_attentions=outputs.encoder_attentions,
+        **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+    )
