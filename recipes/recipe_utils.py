@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import datasets
@@ -25,6 +26,17 @@ def limit(dataset: datasets.Dataset | None, count: int | None) -> datasets.Datas
     """The first ``count`` rows of ``dataset`` (all of them when ``count`` is None or 0; None stays None), for the
     recipes' ``--max_train_samples`` / ``--max_eval_samples`` / ``--max_test_samples``."""
     return dataset.select(range(min(count, len(dataset)))) if dataset is not None and count else dataset
+
+
+def numbered_lines(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of the corpus file ``name``'s raw ``lines``, decoded one by one (a BOM on the first is
+    dropped), so that invalid UTF-8 is reported with the number of its own line: a decoding text stream reads ahead
+    in blocks and fails hundreds of lines early."""
+    for number, raw_line in enumerate(lines, start=1):
+        try:
+            yield number, raw_line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{name} line {number} is not UTF-8 text: {error}") from error
 
 
 def is_blank(text: str) -> bool:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import datasets
-from recipe_utils import is_blank, load_table
+from recipe_utils import is_blank, load_table, numbered_lines
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +173,9 @@ def report_class_sizes(train: datasets.Dataset, name: str) -> None:
 def text_label_rows(path: Path) -> Iterator[Row]:
     """``text<TAB>label`` lines; the label follows the last tab, so a text may itself contain tabs.
 
-    Lines are decoded one by one so that a non-UTF-8 file is reported with the number of the offending line."""
+    Invalid UTF-8 is an error naming its line (:func:`recipe_utils.numbered_lines`)."""
     with path.open("rb") as lines:
-        for number, raw_line in enumerate(lines, start=1):
-            try:
-                line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{path} line {number} is not UTF-8 text: {error}") from error
+        for number, line in numbered_lines(lines, str(path)):
             fields = line.rstrip("\r\n").rsplit("\t", 1)
             yield (number, fields[0], fields[1]) if len(fields) == 2 else (number, None, None)
 

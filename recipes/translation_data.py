@@ -24,7 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import opencc
-from recipe_utils import is_blank, load_table
+from recipe_utils import is_blank, load_table, numbered_lines
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +125,9 @@ def _build_dataset(
 def _tsv_rows(
     lines: Iterable[bytes], name: str, languages: tuple[str, str], *, third_column: str | None
 ) -> Iterator[tuple[int, dict | None, dict]]:
-    """Parse ``source<TAB>target[<TAB>rest]`` lines; ``third_column`` names a required third field to keep.
-
-    Lines are decoded one by one, so that invalid UTF-8 is reported with the number of its own line (a decoding
-    text stream reads ahead in blocks and fails hundreds of lines early)."""
-    for number, raw_line in enumerate(lines, start=1):
-        try:
-            line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{name} line {number} is not UTF-8 text: {error}") from error
+    """Parse ``source<TAB>target[<TAB>rest]`` lines; ``third_column`` names a required third field to keep. Invalid
+    UTF-8 is an error naming its line (:func:`recipe_utils.numbered_lines`)."""
+    for number, line in numbered_lines(lines, name):
         fields = line.rstrip("\r\n").split("\t", 2)
         rest = fields[2].strip() if len(fields) == 3 else ""
         if len(fields) < 2 or (third_column and not rest):
