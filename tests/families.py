@@ -1,9 +1,6 @@
 """Every model family of the package as a tiny model with its tokenizer or image processor, for the tests that treat
 all families alike (the common model tester, publishing round trips, model-card snippets). A new family is one entry
-in ``FAMILIES``.
-
-``EXPECTED_FAILURES`` is the one table of common checks known to fail (a defect another branch or owner fixes): delete
-a row when the fix is merged (the check then passes, and a strict xfail that passes fails the suite)."""
+in ``FAMILIES``."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -191,7 +188,3 @@ ATTENTION_BACKENDS = [
     if family.name in ("transformer-translation", "vit")
 ]
 COMMON_FAMILIES = FAMILIES + ATTENTION_BACKENDS
-
-# (family, check) -> why it fails on main and which branch fixes it; see the module docstring.
-EXPECTED_FAILURES: dict[tuple[str, str], str] = {
-}

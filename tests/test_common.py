@@ -1,25 +1,16 @@
-"""The common model tester (tests/model_tester.py) on every family of the registry (tests/families.py).
-
-A check that fails on main because another branch is fixing it is listed in ``families.EXPECTED_FAILURES`` and runs
-as a strict xfail here: once that branch is merged the check passes, the strict xfail fails, and the row goes.
-"""
+"""The common model tester (tests/model_tester.py) on every family of the registry (tests/families.py)."""
 
 import json
 import textwrap
 
 import pytest
 import torch
-from families import COMMON_FAMILIES, EXPECTED_FAILURES, IMAGES, TEXTS
+from families import COMMON_FAMILIES, IMAGES, TEXTS
 from fresh_process import run_fresh
 from model_tester import CHECKS, SLOW_CHECKS, ModelTester, assert_same_outputs
 from transformers import AutoModel
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
-
-
-def expected_failure_marks(family_name: str, check: str) -> list:
-    reason = EXPECTED_FAILURES.get((family_name, check))
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
 @pytest.mark.parametrize(
@@ -28,7 +19,7 @@ def expected_failure_marks(family_name: str, check: str) -> list:
         pytest.param(
             family,
             check,
-            marks=[*expected_failure_marks(family.name, check), *([pytest.mark.slow] if check in SLOW_CHECKS else [])],
+            marks=[pytest.mark.slow] if check in SLOW_CHECKS else [],
             id=f"{family.name}-{check}",
         )
         for family in COMMON_FAMILIES
@@ -131,11 +122,8 @@ def fresh_process(request, tmp_path_factory) -> dict:
     return {name: (*local[name], remote) for name, remote in results.items()}
 
 
-def fresh_case(check: str, families=COMMON_FAMILIES) -> list:
-    return [
-        pytest.param(family.name, marks=[pytest.mark.slow, *expected_failure_marks(family.name, check)], id=family.name)
-        for family in families
-    ]
+def fresh_case(families=COMMON_FAMILIES) -> list:
+    return [pytest.param(family.name, marks=pytest.mark.slow, id=family.name) for family in families]
 
 
 def local_inputs(family, processor) -> dict:
@@ -149,7 +137,7 @@ def remote(results: dict, key: str):
     return result
 
 
-@pytest.mark.parametrize("name", fresh_case("fresh_process_outputs"))
+@pytest.mark.parametrize("name", fresh_case())
 def test_fresh_process_gives_the_same_outputs(fresh_process, name):
     family, model, processor, _, results = fresh_process[name]
     head = remote(results, "head")
@@ -160,7 +148,7 @@ def test_fresh_process_gives_the_same_outputs(fresh_process, name):
     assert_same_outputs(head["output"], expected)
 
 
-@pytest.mark.parametrize("name", fresh_case("fresh_automodel"))
+@pytest.mark.parametrize("name", fresh_case())
 def test_fresh_process_automodel_loads_the_base_model(fresh_process, name):
     """``auto_map`` lists ``AutoModel`` beside the head, so the family's base model loads from the head's folder with
     the head's weights (none missing): the same ``last_hidden_state`` as that class loaded here with the package."""
@@ -177,9 +165,7 @@ def test_fresh_process_automodel_loads_the_base_model(fresh_process, name):
     torch.testing.assert_close(base["output"][0], expected[0], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(
-    "name", fresh_case("feature_extraction_pipeline", [family for family in COMMON_FAMILIES if not family.seq2seq])
-)
+@pytest.mark.parametrize("name", fresh_case([family for family in COMMON_FAMILIES if not family.seq2seq]))
 def test_fresh_process_feature_extraction_pipeline(fresh_process, name):
     family, model, processor, _, results = fresh_process[name]
     features = remote(results, "features")
@@ -189,7 +175,7 @@ def test_fresh_process_feature_extraction_pipeline(fresh_process, name):
     torch.testing.assert_close(features.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", fresh_case("no_prompt"))
+@pytest.mark.parametrize("name", fresh_case())
 def test_fresh_process_processor_asks_nothing(fresh_process, name):
     """``AutoTokenizer`` / ``AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)`` print no
     "Do you wish to run the custom code?" prompt. The tokenizer needs no remote code at all (a built-in class loads
