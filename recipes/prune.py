@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageClassification, set_seed
+from transformers import AutoImageProcessor, AutoModelForImageClassification, HfArgumentParser, set_seed
 
 import train_image_classification
 from hf_models.pruning import check_fraction, prune
@@ -47,7 +47,7 @@ def parse_args(argv):
 
 def calibration_batches(model_dir: str, recipe_argv: list[str], count: int, batch_size: int, seed: int) -> list[dict]:
     """Training images through the model's own processor, with their labels (the importance is a loss gradient)."""
-    parser = train_image_classification.HfArgumentParser(train_image_classification.DataArguments)
+    parser = HfArgumentParser(train_image_classification.DataArguments)
     data_args, _ = parser.parse_args_into_dataclasses(args=recipe_argv, return_remaining_strings=True)
     splits, _ = train_image_classification.load_splits(data_args)
     train = splits["train"].shuffle(seed=seed).select(range(min(count * batch_size, len(splits["train"]))))

@@ -24,8 +24,6 @@ The output folder holds the model and its code, the image processor, the image-c
 import json
 import logging
 import math
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,35 +31,16 @@ import datasets
 import numpy as np
 import PIL.Image
 import torch
-import transformers
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModelForImageClassification,
-    HfArgumentParser,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, TrainingArguments
 
 import hf_models
 from hf_models.metrics import load_metric
 from hf_models.pipeline_image_classification import save_for_image_classification
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
-from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
-from recipe_utils import (
-    ExampleRandomness,
-    RDropTrainer,
-    limit,
-    parse_config_overrides,
-    parse_recipe_arguments,
-    prepare_training,
-    publish_output_folder,
-    print_test_metrics,
-    take_push_to_hub,
-    train,
-    training_callbacks,
-)
-from plots import attention_rollout, confusion_counts, plot_attention_rollout, plot_confusion_matrix
+from model_card import DatasetInfo
+from plots import attention_rollout, plot_attention_rollout
+from recipe_skeleton import TRAINING_HYPERPARAMETERS, ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_utils import ExampleRandomness, parse_config_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -279,139 +258,100 @@ def save_attention_rollout(model, processor, test_split: datasets.Dataset, count
     plot_attention_rollout(images, maps, titles, path)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    prepare_training(training_args)
-    training_args.remove_unused_columns = False  # the "image" column is turned into pixel_values on the fly
-    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
-    set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
+def family_of(config) -> str:
+    """The ``--arch`` name of a config's family (``vit`` for ``hfm_vit``); a family the recipe does not list (one
+    registered with ``hf_models.register_family`` and loaded with ``--model_name_or_path``) goes by its
+    ``model_type``."""
+    return next((arch for arch, (config_class, _) in ARCHITECTURES.items() if type(config) is config_class), config.model_type)
 
-    if training_args.eval_strategy != "no" and not data_args.validation_dir:
-        raise ValueError(
-            f"--eval_strategy {training_args.eval_strategy} needs a validation split: give --validation_dir "
-            "(MNIST here has none: the test split is scored once, after training)"
-        )
-    splits, is_mnist = load_splits(data_args)
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_test_samples}
-    splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
-    model, processor = build_model_and_processor(model_args, data_args, splits, is_mnist)
-    logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
-    randomness = ExampleRandomness(training_args.seed)
-    transformed = with_transforms(splits, processor, data_args, randomness)
 
-    trainer = RDropTrainer(
-        rdrop_alpha=model_args.rdrop_alpha,
-        model=model,
-        args=training_args,
-        train_dataset=transformed.get("train"),
-        eval_dataset=transformed.get("validation"),
-        data_collator=collate,
-        processing_class=processor,
-        compute_metrics=compute_metrics_fn(),
-        callbacks=training_callbacks(randomness),
-    )
-    results: dict = {}
-    training_seconds = 0.0
-    if "train" in transformed:
-        start = time.perf_counter()
-        results.update(train(trainer, training_args.resume_from_checkpoint))
-        training_seconds = time.perf_counter() - start
-    if "validation" in transformed:
-        results.update(trainer.evaluate(metric_key_prefix="validation"))
-    output_dir = Path(training_args.output_dir)
-    if trainer.is_world_process_zero():
+def family_description(model) -> str:
+    """The card's sentence on the family: the recipe's own for the families it lists, else the first paragraph of the
+    model class's docstring (or its name)."""
+    arch = family_of(model.config)
+    if arch in FAMILY_DESCRIPTIONS:
+        return FAMILY_DESCRIPTIONS[arch]
+    return (type(model).__doc__ or f"{type(model).__name__}.").strip().split("\n\n")[0]
+
+
+class ImageClassificationTask(ClassificationTask):
+    """The image recipe's hooks for the skeleton (recipes/recipe_skeleton.py)."""
+
+    script = __file__
+    logger = logger
+    argument_classes = (ModelArguments, DataArguments, TrainingArguments)
+    card_training_hyperparameters = tuple(name for name in TRAINING_HYPERPARAMETERS if name != "metric_for_best_model")
+
+    def configure(self, run: Run) -> None:
+        run.training_args.remove_unused_columns = False  # the "image" column is turned into pixel_values on the fly
+        if run.training_args.eval_strategy != "no" and not run.data_args.validation_dir:
+            raise ValueError(
+                f"--eval_strategy {run.training_args.eval_strategy} needs a validation split: give --validation_dir "
+                "(MNIST here has none: the test split is scored once, after training)"
+            )
+
+    def load_splits(self, data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
+        return load_splits(data_args)
+
+    def build(self, run: Run) -> None:
+        run.model, run.processing_class = build_model_and_processor(run.model_args, run.data_args, run.splits, run.is_reference_corpus)
+        run.randomness = ExampleRandomness(run.training_args.seed)
+        run.datasets = with_transforms(run.splits, run.processing_class, run.data_args, run.randomness)
+        run.data_collator, run.compute_metrics = collate, compute_metrics_fn()
+
+    def model_name(self, run: Run) -> str:
+        return f"{run.model_args.arch} {run.model_args.model_size}"
+
+    def save(self, run: Run, model) -> None:
         # the model, its code, the image processor and the pipeline that keeps 16-bit and transparent images intact
-        save_for_image_classification(trainer.model, processor, output_dir)
+        save_for_image_classification(model, run.processing_class, run.output_dir)
 
-    if "test" in transformed:
-        test = trainer.predict(transformed["test"], metric_key_prefix="test")
-        results.update(test.metrics)
-        if trainer.is_world_process_zero():
-            label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-            counts = confusion_counts(test.label_ids, np.argmax(test.predictions, axis=-1), len(label_names))
-            title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
-            plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
-            results["test_confusion_matrix"] = counts.tolist()
-            if has_attention_rollout(trainer.model):
-                save_attention_rollout(
-                    trainer.model, processor, splits["test"], data_args.rollout_images, output_dir / "attention_rollout.png"
-                )
-    if trainer.is_world_process_zero():
-        write_card(
-            training_args, model_args, data_args, trainer.model, processor, results, training_seconds, is_mnist, hub_model_id, argv
+    def save_test_outputs(self, run: Run, model, test) -> None:
+        super().save_test_outputs(run, model, test)
+        if has_attention_rollout(model):
+            save_attention_rollout(
+                model, run.processing_class, run.splits["test"], run.data_args.rollout_images, run.output_dir / "attention_rollout.png"
+            )
+
+    def card_content(self, run: Run, model) -> dict:
+        model_args, data_args, training_args, results = run.model_args, run.data_args, run.training_args, run.results
+        is_mnist, processor, config = run.is_reference_corpus, run.processing_class, model.config
+        architecture = (
+            f"{family_description(model)} {config.num_hidden_layers} blocks of width {config.hidden_size}, "
+            f"{config.image_size}x{config.image_size} {'grayscale' if config.num_channels == 1 else 'RGB'} input in "
+            f"{config.patch_size}x{config.patch_size} patches, {config.num_labels} classes."
         )
-        print_test_metrics(results)
-        if hub_model_id:
-            publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
-    return results
-
-
-def write_card(
-    training_args, model_args, data_args, model, processor, results, training_seconds, is_mnist, hub_model_id=None, argv=None
-):
-    dataset = MNIST_INFO if is_mnist else DatasetInfo(
-        name=f"user images ({portable(data_args.train_dir)})",
-        id="imagefolder",
-        split_description=(
-            f"train {portable(data_args.train_dir)}, validation {portable(data_args.validation_dir)}, test {portable(data_args.test_dir)}"
-        ),
-        license="see the images' source",
-        attribution="see the images' source",
-    )
-    config = model.config
-    arch = config.model_type if config.model_type != "hfm_vit" else "vit"
-    architecture = (
-        f"{FAMILY_DESCRIPTIONS[arch]} {config.num_hidden_layers} blocks of width {config.hidden_size}, "
-        f"{config.image_size}x{config.image_size} {'grayscale' if config.num_channels == 1 else 'RGB'} input in "
-        f"{config.patch_size}x{config.patch_size} patches, {config.num_labels} classes."
-    )
-    metrics = [("accuracy", "accuracy (%)", 100 * results["test_accuracy"])] if "test_accuracy" in results else []
-    fields = {k: v for k, v in config.to_diff_dict().items() if isinstance(v, (int, float, str, bool)) and not k.startswith(("_", "transformers_version"))}
-    hyperparameters = {
-        "model_size": model_args.model_size if not model_args.model_name_or_path else model_args.model_name_or_path,
-        **{key: fields[key] for key in sorted(fields)},
-        "image_mean": processor.image_mean,
-        "image_std": processor.image_std,
-        "augment": data_args.augment,
-        "rdrop_alpha": model_args.rdrop_alpha,
-        "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-        "warmup_steps": training_args.warmup_steps,
-        "weight_decay": training_args.weight_decay,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "num_train_epochs": training_args.num_train_epochs,
-        "max_steps": training_args.max_steps,
-        "label_smoothing_factor": training_args.label_smoothing_factor,
-        "seed": training_args.seed,
-    }
-    usage = f"""from PIL import Image, ImageDraw
+        hyperparameters = {
+            "model_size": model_args.model_size if not model_args.model_name_or_path else model_args.model_name_or_path,
+            **config_hyperparameters(config),
+            "image_mean": processor.image_mean,
+            "image_std": processor.image_std,
+            "augment": data_args.augment,
+            "rdrop_alpha": model_args.rdrop_alpha,
+            **training_hyperparameters(training_args, self.card_training_hyperparameters),
+        }
+        usage = f"""from PIL import Image, ImageDraw
 from transformers import pipeline
 
-classifier = pipeline("image-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
+classifier = pipeline("image-classification", model="{run.model_location}", trust_remote_code=True)
 image = Image.new("L", (28, 28))  # a white "1" on black, as in MNIST
 ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)
 print(classifier(image))  # or a path or URL; any size and colour mode is converted to the model's input"""
-    extra = {"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"}
-    if "test_confusion_matrix" in results:
-        extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
-            " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."
-            if has_attention_rollout(model) else ""
-        )
-    write_model_card(
-        training_args.output_dir,
-        CardContent(
-            model_name=Path(training_args.output_dir).name,
+        extra = {}
+        if "test_confusion_matrix" in results:
+            extra["Pictures"] = "`confusion_matrix.png`: test split, rows are true classes, columns predicted ones." + (
+                " `attention_rollout.png`: attention rollout of the CLS token over the patches for a few test images."
+                if has_attention_rollout(model) else ""
+            )
+        return dict(
             task_type="image-classification",
             task_name="Image classification",
             architecture=architecture,
-            dataset=dataset,
-            metrics=metrics,
-            num_parameters=model.num_parameters(),
+            dataset=MNIST_INFO if is_mnist else user_dataset(
+                "user images", "imagefolder", "the images' source", data_args.train_dir, data_args.validation_dir, data_args.test_dir
+            ),
+            metrics=[("accuracy", "accuracy (%)", 100 * results["test_accuracy"])] if "test_accuracy" in results else [],
             hyperparameters=hyperparameters,
-            training_seconds=training_seconds,
             usage=usage,
             limitations=(
                 "Trained on 8,000 MNIST digits (centred white-on-black 28x28 handwriting): expect poor results on "
@@ -419,11 +359,17 @@ print(classifier(image))  # or a path or URL; any size and colour mode is conver
                 "The test figure comes from 2,000 images carved from the MNIST test set, not the official split."
                 if is_mnist else "Trained on the user's images; see their source for coverage and biases."
             ),
-            tags=["image-classification", arch, "vision"],
+            tags=["image-classification", family_of(config), "vision"],
             extra_sections=extra,
-            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
-        ),
-    )
+        )
+
+
+TASK = ImageClassificationTask()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Trains, tests, saves and describes an image classifier (the skeleton's run; see the module docstring)."""
+    return TASK.main(argv)
 
 
 if __name__ == "__main__":

@@ -20,42 +20,21 @@ metric) and the test set's ``confusion_matrix.png``.
 
 import json
 import logging
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
-import transformers
-from transformers import (
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    HfArgumentParser,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
-import hf_models  # noqa: E402
-from hf_models.metrics import load_metric  # noqa: E402
-from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card  # noqa: E402
-from plots import confusion_counts, plot_confusion_matrix  # noqa: E402
-from recipe_utils import (  # noqa: E402
-    ExampleRandomness,
-    RDropTrainer,
-    limit,
-    parse_config_overrides,
-    parse_recipe_arguments,
-    prepare_training,
-    publish_output_folder,
-    print_test_metrics,
-    take_push_to_hub,
-    train,
-    training_callbacks,
-)
-from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews  # noqa: E402
-from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS  # noqa: E402
-from train_classification_tokenizer import train_classification_tokenizer  # noqa: E402
+import hf_models
+from hf_models.metrics import load_metric
+from model_card import DatasetInfo
+from recipe_skeleton import ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_utils import ExampleRandomness, parse_config_overrides
+from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews
+from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS
+from train_classification_tokenizer import train_classification_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -220,141 +199,83 @@ def compute_metrics_fn():
     return compute_metrics
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parse_recipe_arguments(parser, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    prepare_training(training_args)
-    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
-    set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
+class TextClassificationTask(ClassificationTask):
+    """The text recipe's hooks for the skeleton (recipes/recipe_skeleton.py)."""
 
-    splits, is_thucnews = load_splits(data_args)
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples, "test": data_args.max_test_samples}
-    splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items()})
-    label_names = next(iter(splits.values())).features["label"].names
-    tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_thucnews)
-    tokenized = tokenize_splits(splits, tokenizer, data_args.max_seq_length)
-    randomness = ExampleRandomness(training_args.seed)
-    if data_args.piece_split_probability and "train" in tokenized:
-        tokenized["train"] = tokenized["train"].with_transform(
-            piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, randomness)
+    script = __file__
+    logger = logger
+    argument_classes = (ModelArguments, DataArguments, TrainingArguments)
+    saves_all_results = True
+
+    def load_splits(self, data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
+        return load_splits(data_args)
+
+    def build(self, run: Run) -> None:
+        model_args, data_args = run.model_args, run.data_args
+        label_names = next(iter(run.splits.values())).features["label"].names
+        tokenizer = load_or_train_tokenizer(model_args, data_args, run.splits, run.is_reference_corpus)
+        tokenized = tokenize_splits(run.splits, tokenizer, data_args.max_seq_length)
+        run.randomness = ExampleRandomness(run.training_args.seed)
+        if data_args.piece_split_probability and "train" in tokenized:
+            tokenized["train"] = tokenized["train"].with_transform(
+                piece_splitting(tokenizer, data_args.piece_split_probability, data_args.max_seq_length, run.randomness)
+            )
+        run.model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
+        run.processing_class, run.datasets = tokenizer, tokenized
+        run.data_collator, run.compute_metrics = DataCollatorWithPadding(tokenizer), compute_metrics_fn()
+
+    def model_name(self, run: Run) -> str:
+        return f"model size {run.model_args.model_size}"
+
+    def save(self, run: Run, model) -> None:
+        hf_models.save_for_text_classification(model, run.processing_class, run.output_dir)
+
+    def card_content(self, run: Run, model) -> dict:
+        model_args, data_args, training_args, results = run.model_args, run.data_args, run.training_args, run.results
+        is_thucnews, config = run.is_reference_corpus, model.config
+        pooling = {"mean": "the mean of the encoder states over the real tokens", "cls": "the [CLS] state"}[config.classifier_pooling]
+        architecture = (
+            f"Transformer encoder (Vaswani et al. 2017; {config.encoder_layers} layers, d_model {config.hidden_size}, "
+            f"{config.num_attention_heads} heads, {'pre' if config.pre_layer_norm else 'post'}-LN, sinusoidal positions) "
+            f"with a linear classifier over {pooling}, for {config.num_labels} classes: "
+            f"{', '.join(config.id2label[index] for index in range(config.num_labels))}."
         )
-    model = build_model(model_args, tokenizer, label_names, data_args.max_seq_length)
-    logger.info("model size %s: %s parameters", model_args.model_size, f"{model.num_parameters():,}")
+        metrics = [  # in percent: the card prints two decimals
+            (name, label, 100 * results[f"test_{key}"])
+            for name, label, key in (("accuracy", "accuracy (%)", "accuracy"), ("f1", "macro-F1 (%)", "macro_f1"))
+            if f"test_{key}" in results
+        ]
+        hyperparameters = {
+            "model_size": model_args.model_size,
+            "config_overrides": model_args.config_overrides,
+            "rdrop_alpha": model_args.rdrop_alpha,
+            **config_hyperparameters(config),
+            "max_seq_length": data_args.max_seq_length,
+            **training_hyperparameters(training_args, self.card_training_hyperparameters),
+        }
+        validation = {key: results[key] for key in ("validation_accuracy", "validation_macro_f1") if key in results}
+        usage = f"""from transformers import pipeline
 
-    trainer = RDropTrainer(
-        rdrop_alpha=model_args.rdrop_alpha,
-        model=model,
-        args=training_args,
-        train_dataset=tokenized.get("train"),
-        eval_dataset=tokenized.get("validation"),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn(),
-        callbacks=training_callbacks(randomness),
-    )
-    results: dict = {}
-    training_seconds = 0.0
-    if "train" in tokenized:
-        start = time.perf_counter()
-        results.update(train(trainer, training_args.resume_from_checkpoint))
-        training_seconds = time.perf_counter() - start
-    if "validation" in tokenized:
-        results.update(trainer.evaluate(metric_key_prefix="validation"))
-    output_dir = Path(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        hf_models.save_for_text_classification(trainer.model, tokenizer, output_dir)
-
-    if "test" in tokenized:
-        test = trainer.predict(tokenized["test"], metric_key_prefix="test")
-        results.update(test.metrics)
-        if trainer.is_world_process_zero():
-            counts = confusion_counts(test.label_ids, np.argmax(test.predictions, axis=-1), len(label_names))
-            title = f"{output_dir.name}: test accuracy {test.metrics['test_accuracy']:.2%}"
-            plot_confusion_matrix(counts, label_names, title, output_dir / "confusion_matrix.png")
-            results["test_confusion_matrix"] = counts.tolist()
-    if trainer.is_world_process_zero():
-        trainer.save_metrics("all", {**results, "training_seconds": training_seconds})  # all_results.json
-        write_card(
-            training_args, model_args, data_args, trainer.model, results, training_seconds, is_thucnews, hub_model_id, argv,
-            label_description=next(iter(splits.values())).info.description,
-        )
-        print_test_metrics(results)
-        if hub_model_id:
-            publish_output_folder(output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo)
-    return results
-
-
-def write_card(
-    training_args, model_args, data_args, model, results, training_seconds, is_thucnews, hub_model_id=None, argv=None,
-    label_description: str = "",
-):
-    dataset = THUCNEWS_INFO if is_thucnews else DatasetInfo(
-        name=f"user corpus ({portable(data_args.train_file)})",
-        id="custom",
-        split_description=(
-            f"train {portable(data_args.train_file)}, validation {portable(data_args.validation_file)}, test {portable(data_args.test_file)}"
-        ),
-        license="see the corpus",
-        attribution="see the corpus",
-    )
-    config = model.config
-    pooling = {"mean": "the mean of the encoder states over the real tokens", "cls": "the [CLS] state"}[config.classifier_pooling]
-    architecture = (
-        f"Transformer encoder (Vaswani et al. 2017; {config.encoder_layers} layers, d_model {config.hidden_size}, "
-        f"{config.num_attention_heads} heads, {'pre' if config.pre_layer_norm else 'post'}-LN, sinusoidal positions) "
-        f"with a linear classifier over {pooling}, for {config.num_labels} classes: "
-        f"{', '.join(config.id2label[index] for index in range(config.num_labels))}."
-    )
-    metrics = [  # in percent: the card prints two decimals
-        (name, label, 100 * results[f"test_{key}"])
-        for name, label, key in (("accuracy", "accuracy (%)", "accuracy"), ("f1", "macro-F1 (%)", "macro_f1"))
-        if f"test_{key}" in results
-    ]
-    fields = {k: v for k, v in config.to_diff_dict().items() if isinstance(v, (int, float, str, bool)) and not k.startswith(("_", "transformers_version"))}
-    hyperparameters = {
-        "model_size": model_args.model_size,
-        "config_overrides": model_args.config_overrides,
-        "rdrop_alpha": model_args.rdrop_alpha,
-        **{key: fields[key] for key in sorted(fields)},
-        "max_seq_length": data_args.max_seq_length,
-        "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-        "warmup_steps": training_args.warmup_steps,
-        "weight_decay": training_args.weight_decay,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "num_train_epochs": training_args.num_train_epochs,
-        "max_steps": training_args.max_steps,
-        "label_smoothing_factor": training_args.label_smoothing_factor,
-        "metric_for_best_model": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
-        "seed": training_args.seed,
-    }
-    validation = {key: results[key] for key in ("validation_accuracy", "validation_macro_f1") if key in results}
-    usage = f"""from transformers import pipeline
-
-classifier = pipeline("text-classification", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
+classifier = pipeline("text-classification", model="{run.model_location}", trust_remote_code=True)
 print(classifier("同步A股首秀：港股缩量回调"))
 print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every class with its probability"""
-    extra = {"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"}
-    if label_description:
-        extra["Labels"] = label_description  # how the files' labels became class ids
-    if validation:
-        extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
-    if "test_confusion_matrix" in results:
-        extra["Confusion matrix (test split)"] = "Rows are the true classes, columns the predicted ones: `confusion_matrix.png`."
-    write_model_card(
-        training_args.output_dir,
-        CardContent(
-            model_name=Path(training_args.output_dir).name,
+        extra = {}
+        label_description = next(iter(run.splits.values())).info.description
+        if label_description:
+            extra["Labels"] = label_description  # how the files' labels became class ids
+        if validation:
+            extra["Validation split (model selection)"] = "\n".join(f"- {key}: {value:.4f}" for key, value in validation.items())
+        if "test_confusion_matrix" in results:
+            extra["Confusion matrix (test split)"] = "Rows are the true classes, columns the predicted ones: `confusion_matrix.png`."
+        return dict(
             task_type="text-classification",
             task_name="Text classification",
             architecture=architecture,
-            dataset=dataset,
+            dataset=THUCNEWS_INFO if is_thucnews else user_dataset(
+                "user corpus", "custom", "the corpus", data_args.train_file, data_args.validation_file, data_args.test_file
+            ),
             metrics=metrics,
-            num_parameters=model.num_parameters(),
             hyperparameters=hyperparameters,
-            training_seconds=training_seconds,
             usage=usage,
             limitations=(
                 "Trained on short news headlines from one source and period (THUCNews, Sina news 2005-2011): expect lower "
@@ -365,9 +286,15 @@ print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every 
             languages=["zh"] if is_thucnews else [],
             tags=["text-classification", "transformer"],
             extra_sections=extra,
-            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
-        ),
-    )
+        )
+
+
+TASK = TextClassificationTask()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Trains, tests, saves and describes a text classifier (the skeleton's run; see the module docstring)."""
+    return TASK.main(argv)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,11 @@ code, the tokenizer, the generation config, the translation pipeline, a model ca
 
 import json
 import logging
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
-import transformers
 from torch.utils.data import SequentialSampler
 from transformers import (
     AutoTokenizer,
@@ -29,23 +26,13 @@ from transformers import (
     HfArgumentParser,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
-    set_seed,
 )
 
 import hf_models
 from hf_models.metrics import load_metric
-from model_card import CardContent, DatasetInfo, portable, portable_arguments, recipe_command, write_model_card
-from recipe_utils import (
-    limit,
-    parse_config_overrides,
-    parse_recipe_arguments,
-    prepare_training,
-    publish_output_folder,
-    print_test_metrics,
-    take_push_to_hub,
-    train,
-    training_callbacks,
-)
+from model_card import DatasetInfo
+from recipe_skeleton import TRAINING_HYPERPARAMETERS, RecipeTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_utils import parse_config_overrides, parse_recipe_arguments
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
 
@@ -277,123 +264,96 @@ def parse_arguments(argv: list[str] | None = None) -> tuple:
     return model_args, data_args, training_args
 
 
-def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, training_args = parse_arguments(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    prepare_training(training_args)
-    training_args.predict_with_generate = True
-    hub_model_id = take_push_to_hub(training_args)  # published at the end, once everything is saved
-    set_seed(training_args.seed)  # before the model is built, so --seed fixes the initial weights too
+def references(run: Run, split: str) -> list[str]:
+    """The raw target sentences of ``split``, in order: what its translations are scored against."""
+    return [pair[run.data_args.target_lang] for pair in run.splits[split]["translation"]]
 
-    bound_quick_trial(training_args, data_args)
-    splits, is_tatoeba = load_splits(data_args)
-    splits["train"] = limit(splits.get("train"), data_args.max_train_samples)
-    if "validation" in splits:
-        splits["validation"] = limit(splits["validation"], data_args.max_eval_samples)
-    if "test" in splits:
-        splits["test"] = limit(splits["test"], data_args.max_test_samples)
-    splits = datasets.DatasetDict({name: split for name, split in splits.items() if split is not None})
-    tokenizer = load_or_train_tokenizer(model_args, data_args, splits, is_tatoeba)
-    tokenized = tokenize_splits(splits, tokenizer, data_args)
-    model = build_model(model_args, data_args, tokenizer)
-    logger.info("%s %s: %s parameters", model_args.arch, model_args.model_size, f"{model.num_parameters():,}")
 
-    def references(split):
-        return [pair[data_args.target_lang] for pair in splits[split]["translation"]]
+class TranslationTask(RecipeTask):
+    """The translation recipe's hooks for the skeleton (recipes/recipe_skeleton.py)."""
 
-    training_args.generation_num_beams = training_args.generation_num_beams or 1  # greedy during validation
-    training_args.generation_max_length = training_args.generation_max_length or model.generation_config.max_length
-    trainer = InOrderSeq2SeqTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=tokenized.get("train"),
-        eval_dataset=tokenized.get("validation"),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        compute_metrics=metrics_for(references("validation"), tokenizer, data_args.target_lang) if "validation" in splits else None,
-        callbacks=training_callbacks(),
+    script = __file__
+    logger = logger
+    argument_classes = (ModelArguments, DataArguments, Seq2SeqTrainingArguments)
+    evaluate_validation = False  # the validation split is decoded while training (--eval_strategy), not again after
+    card_training_hyperparameters = tuple(
+        name for name in TRAINING_HYPERPARAMETERS if name not in ("weight_decay", "metric_for_best_model")
     )
-    results: dict = {}
-    training_seconds = 0.0
-    if "train" in tokenized:
-        start = time.perf_counter()
-        results.update(train(trainer, training_args.resume_from_checkpoint))
-        training_seconds = time.perf_counter() - start
-    if trainer.is_world_process_zero():
-        trainer.model.config.use_cache = True  # Trainer turns it off for training; generation wants it on
-        hf_models.save_for_translation(trainer.model, tokenizer, training_args.output_dir)
 
-    if "test" in tokenized:
-        trainer.compute_metrics = metrics_for(references("test"), tokenizer, data_args.target_lang)
-        test = trainer.predict(tokenized["test"], metric_key_prefix="test", num_beams=data_args.test_num_beams)
-        results.update(test.metrics)
-        if trainer.is_world_process_zero():
-            ids = np.where(test.predictions < 0, tokenizer.pad_token_id, test.predictions)
-            hypotheses = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            with open(Path(training_args.output_dir) / "test_translations.jsonl", "w", encoding="utf-8") as out:
-                for pair, hypothesis in zip(splits["test"]["translation"], hypotheses):
-                    out.write(json.dumps({**pair, "prediction": hypothesis.strip()}, ensure_ascii=False) + "\n")
-    if trainer.is_world_process_zero():
-        write_card(training_args, model_args, data_args, trainer.model, results, training_seconds, is_tatoeba, hub_model_id, argv)
-        print_test_metrics(results)
-        if hub_model_id:
-            publish_output_folder(
-                training_args.output_dir, hub_model_id, training_args.hub_token, training_args.hub_private_repo
-            )
-    return results
+    def parse_arguments(self, argv: list[str] | None) -> tuple:
+        return parse_arguments(argv)
 
+    def configure(self, run: Run) -> None:
+        run.training_args.predict_with_generate = True
+        bound_quick_trial(run.training_args, run.data_args)
 
-def write_card(training_args, model_args, data_args, model, results, training_seconds, is_tatoeba, hub_model_id=None, argv=None):
-    dataset = TATOEBA if is_tatoeba else DatasetInfo(
-        name=f"user corpus ({portable(data_args.train_file)})",
-        id="custom",
-        split_description=(
-            f"train {portable(data_args.train_file)}, validation {portable(data_args.validation_file)}, test {portable(data_args.test_file)}"
-        ),
-        license="see the corpus",
-        attribution="see the corpus",
-    )
-    family = {
-        "transformer": "Encoder-decoder Transformer (Vaswani et al. 2017): sinusoidal positions, multi-head attention, "
-        "shared source/target embeddings tied to the output layer.",
-        "gru": "GRU encoder-decoder with attention over the encoder states (Bahdanau et al. 2015 / Luong et al. 2015).",
-    }[model_args.arch]
-    config = {k: v for k, v in model.config.to_diff_dict().items() if not k.startswith(("_", "transformers_version"))}
-    metrics = [
-        (name, label, results[f"test_{name}"]) for name, label in (("bleu", "BLEU"), ("chrf", "chrF")) if f"test_{name}" in results
-    ]
-    hyperparameters = {
-        "model_size": model_args.model_size,
-        "config_overrides": model_args.config_overrides,
-        **{k: config[k] for k in sorted(config) if isinstance(config[k], (int, float, str, bool))},
-        "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-        "warmup_steps": training_args.warmup_steps,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "num_train_epochs": training_args.num_train_epochs,
-        "max_steps": training_args.max_steps,
-        "label_smoothing_factor": training_args.label_smoothing_factor,
-        "seed": training_args.seed,
-        "test_num_beams": data_args.test_num_beams,
-    }
-    name = Path(training_args.output_dir).name
-    usage = f"""from transformers import pipeline
+    def load_splits(self, data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
+        return load_splits(data_args)
 
-translator = pipeline("translation", model="{hub_model_id or training_args.output_dir}", trust_remote_code=True)
+    def build(self, run: Run) -> None:
+        model_args, data_args, training_args = run.model_args, run.data_args, run.training_args
+        tokenizer = load_or_train_tokenizer(model_args, data_args, run.splits, run.is_reference_corpus)
+        run.datasets = tokenize_splits(run.splits, tokenizer, data_args)
+        run.model = model = build_model(model_args, data_args, tokenizer)
+        run.processing_class = tokenizer
+        training_args.generation_num_beams = training_args.generation_num_beams or 1  # greedy during validation
+        training_args.generation_max_length = training_args.generation_max_length or model.generation_config.max_length
+        run.data_collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+        if "validation" in run.splits:
+            run.compute_metrics = metrics_for(references(run, "validation"), tokenizer, data_args.target_lang)
+
+    def model_name(self, run: Run) -> str:
+        return f"{run.model_args.arch} {run.model_args.model_size}"
+
+    def make_trainer(self, run: Run, **trainer_arguments) -> Seq2SeqTrainer:
+        return InOrderSeq2SeqTrainer(**trainer_arguments)
+
+    def save(self, run: Run, model) -> None:
+        model.config.use_cache = True  # Trainer turns it off for training; generation wants it on
+        hf_models.save_for_translation(model, run.processing_class, run.training_args.output_dir)
+
+    def predict_test(self, run: Run, trainer: Seq2SeqTrainer):
+        trainer.compute_metrics = metrics_for(references(run, "test"), run.processing_class, run.data_args.target_lang)
+        return trainer.predict(run.datasets["test"], metric_key_prefix="test", num_beams=run.data_args.test_num_beams)
+
+    def save_test_outputs(self, run: Run, model, test) -> None:
+        """``test_translations.jsonl``: every test pair with the model's translation."""
+        tokenizer = run.processing_class
+        ids = np.where(test.predictions < 0, tokenizer.pad_token_id, test.predictions)
+        hypotheses = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        with open(run.output_dir / "test_translations.jsonl", "w", encoding="utf-8") as out:
+            for pair, hypothesis in zip(run.splits["test"]["translation"], hypotheses):
+                out.write(json.dumps({**pair, "prediction": hypothesis.strip()}, ensure_ascii=False) + "\n")
+
+    def card_content(self, run: Run, model) -> dict:
+        model_args, data_args, training_args, results = run.model_args, run.data_args, run.training_args, run.results
+        family = {
+            "transformer": "Encoder-decoder Transformer (Vaswani et al. 2017): sinusoidal positions, multi-head attention, "
+            "shared source/target embeddings tied to the output layer.",
+            "gru": "GRU encoder-decoder with attention over the encoder states (Bahdanau et al. 2015 / Luong et al. 2015).",
+        }[model_args.arch]
+        hyperparameters = {
+            "model_size": model_args.model_size,
+            "config_overrides": model_args.config_overrides,
+            **config_hyperparameters(model.config),
+            **training_hyperparameters(training_args, self.card_training_hyperparameters),
+            "test_num_beams": data_args.test_num_beams,
+        }
+        usage = f"""from transformers import pipeline
+
+translator = pipeline("translation", model="{run.model_location}", trust_remote_code=True)
 print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
-    write_model_card(
-        training_args.output_dir,
-        CardContent(
-            model_name=name,
+        return dict(
             task_type="translation",
             task_name=f"Translation {data_args.source_lang}->{data_args.target_lang}",
             architecture=family,
-            dataset=dataset,
-            metrics=metrics,
-            num_parameters=model.num_parameters(),
+            dataset=TATOEBA if run.is_reference_corpus else user_dataset(
+                "user corpus", "custom", "the corpus", data_args.train_file, data_args.validation_file, data_args.test_file
+            ),
+            metrics=[
+                (name, label, results[f"test_{name}"]) for name, label in (("bleu", "BLEU"), ("chrf", "chrF")) if f"test_{name}" in results
+            ],
             hyperparameters=hyperparameters,
-            training_seconds=training_seconds,
             usage=usage,
             limitations=(
                 "Trained on about 30,000 short, everyday sentence pairs: expect poor output on long, technical or "
@@ -403,10 +363,15 @@ print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
             ),
             languages=[data_args.source_lang, data_args.target_lang],
             tags=["translation", model_args.arch],
-            extra_sections={"Data arguments": f"```json\n{json.dumps(portable_arguments(data_args), indent=2)}\n```"},
-            command=recipe_command(__file__, sys.argv[1:] if argv is None else argv),
-        ),
-    )
+        )
+
+
+TASK = TranslationTask()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Trains, tests, saves and describes a translation model (the skeleton's run; see the module docstring)."""
+    return TASK.main(argv)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ centralised recipe of its task (``--task text``: ``train_text_classification.py`
 ``--task image``: ``train_image_classification.py``'s; both take every ``TrainingArguments`` flag). The ServerApp
 sends that list to the ClientApps with every training message, so a ClientApp needs no configuration of its own and
 the same app runs in simulation and on separate machines. Data loading, tokenizer or image processor, model sizes,
-metrics, the saved folder and its card are the recipes' own functions, imported here; the local training of a client
+metrics, the saved folder and its card are the recipes' own, through the hooks each recipe's ``TASK`` gives the
+training skeleton (``recipes/recipe_skeleton.py``); the local training of a client
 is the recipes' Trainer (plus FedProx's proximal term) for ``--num_train_epochs`` (or ``--max_steps``) on the
 client's partition, every round.
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import re
@@ -22,7 +24,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 RECIPES = Path(__file__).resolve().parent.parent
 if (RECIPES / "recipe_utils.py").is_file() and str(RECIPES) not in sys.path:
@@ -31,15 +33,14 @@ try:
     import train_image_classification
     import train_text_classification
     from huggingface_hub import ModelCard
-    from recipe_utils import ExampleRandomness, RDropTrainer, limit, parse_recipe_arguments, training_callbacks
-    from plots import confusion_counts, plot_confusion_matrix
+    from recipe_skeleton import Run, limit_splits
+    from recipe_utils import RDropTrainer, parse_recipe_arguments, training_callbacks
 except ModuleNotFoundError as error:  # pragma: no cover - only outside a checkout
     raise ImportError(
         f"the federated app imports the centralised recipes ({error.name}): run it from a checkout of the repository "
         "or put its recipes/ folder on PYTHONPATH (recipes/train_federated.py does both)"
     ) from error
 
-import hf_models  # noqa: E402
 from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
@@ -158,16 +159,14 @@ class FederatedTask:
         self.recipe = TASKS[self.federated.task]
         self.is_text = self.federated.task == "text"
         set_seed(self.training_args.seed)  # before the model is built: the seed fixes the initial global model
-        splits, self.is_reference_corpus = self.recipe.load_splits(self.data_args)
-        limits = {"train": self.data_args.max_train_samples, "validation": self.data_args.max_eval_samples, "test": self.data_args.max_test_samples}
+        splits, self.is_reference_corpus = self.recipe.TASK.load_splits(self.data_args)
         # No validation split: nothing selects a checkpoint; the server scores every round on the test split.
-        splits = datasets.DatasetDict({name: limit(split, limits[name]) for name, split in splits.items() if name != "validation"})
+        splits = limit_splits(datasets.DatasetDict({name: split for name, split in splits.items() if name != "validation"}), self.data_args)
         if "train" not in splits or "test" not in splits:
             raise ValueError(
                 f"a federated run needs a training split (partitioned over the clients) and a test split (scored by the "
                 f"server every round); got {sorted(splits)}"
             )
-        self.splits = splits
         self.label_names = splits["train"].features["label"].names
         self.train_labels = np.asarray(splits["train"]["label"][:])
         seed = self.training_args.seed if self.federated.partition_seed is None else self.federated.partition_seed
@@ -175,18 +174,13 @@ class FederatedTask:
         self.partition = partition_labels(
             self.train_labels, self.federated.num_clients, self.federated.alpha, seed, self.federated.min_partition_size
         )
+        # The centralised recipe's build (recipe_skeleton.RecipeTask.build): tokenizer or processor, model, datasets.
+        self.run = Run(self.model_args, self.data_args, self.training_args, self.argv, splits=splits, is_reference_corpus=self.is_reference_corpus)
+        self.recipe.TASK.build(self.run)
+        self.model, self.data, self.processing_class = self.run.model, self.run.datasets, self.run.processing_class
+        self.collator, self.compute_metrics = self.run.data_collator, self.run.compute_metrics
         # Augmentation / re-segmentation draws per (seed, epoch, example): the seed changes every round and client.
-        self.randomness = ExampleRandomness(self.training_args.seed)
-        if self.is_text:
-            tokenizer = self.recipe.load_or_train_tokenizer(self.model_args, self.data_args, splits, self.is_reference_corpus)
-            self.data = self.recipe.tokenize_splits(splits, tokenizer, self.data_args.max_seq_length)
-            self.model = self.recipe.build_model(self.model_args, tokenizer, self.label_names, self.data_args.max_seq_length)
-            self.processing_class, self.collator = tokenizer, DataCollatorWithPadding(tokenizer)
-        else:
-            self.model, processor = self.recipe.build_model_and_processor(self.model_args, self.data_args, splits, self.is_reference_corpus)
-            self.data = self.recipe.with_transforms(splits, processor, self.data_args, self.randomness)
-            self.processing_class, self.collator = processor, self.recipe.collate
-        self.compute_metrics = self.recipe.compute_metrics_fn()
+        self.randomness = self.run.randomness
         local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
         self.local_args = parse_federated_arguments(local_argv)[3]
         # Images become pixel_values on the fly from the image column: the transforms need every column.
@@ -238,36 +232,18 @@ class FederatedTask:
         return self.trainer().evaluate(self.data["test"], metric_key_prefix="test")
 
     def save(self, state_dict: dict, output_dir: Path, training_seconds: float, setup_section: str, command: str) -> dict:
-        """The final global model saved as the centralised recipe saves its own (weights, code, tokenizer or
-        processor, pipeline, test figures and picture, model card), the card extended by the federated setup."""
+        """The final global model in ``output_dir`` (the run's ``--output_dir``), saved by the centralised recipe's
+        own hooks (weights, code, tokenizer or processor, pipeline, test confusion matrix and pictures, model card),
+        the card extended by the federated setup."""
         self.load(state_dict)
         output_dir.mkdir(parents=True, exist_ok=True)
         test = self.trainer().predict(self.data["test"], metric_key_prefix="test")
-        results = dict(test.metrics)
-        predicted = np.argmax(test.predictions, axis=-1)
-        counts = confusion_counts(test.label_ids, predicted, len(self.label_names))
-        title = f"{output_dir.name}: test accuracy {results['test_accuracy']:.2%}"
-        plot_confusion_matrix(counts, self.label_names, title, output_dir / "confusion_matrix.png")
-        if self.is_text:
-            hf_models.save_for_text_classification(self.model, self.processing_class, output_dir)
-            self.recipe.write_card(
-                self.training_args, self.model_args, self.data_args, self.model, results, training_seconds, self.is_reference_corpus,
-                self.splits["train"].info.description, None, self.argv,
-            )
-        else:
-            self.model.save_pretrained(output_dir)
-            self.processing_class.save_pretrained(output_dir)
-            if self.recipe.has_attention_rollout(self.model):
-                self.recipe.save_attention_rollout(
-                    self.model, self.processing_class, self.splits["test"], self.data_args.rollout_images, output_dir / "attention_rollout.png"
-                )
-            self.recipe.write_card(
-                self.training_args, self.model_args, self.data_args, self.model, self.processing_class, results,
-                training_seconds, self.is_reference_corpus, None, self.argv,
-            )
-        results["test_confusion_matrix"] = counts.tolist()
+        run = dataclasses.replace(self.run, results=dict(test.metrics), training_seconds=training_seconds)
+        self.recipe.TASK.save(run, self.model)
+        self.recipe.TASK.save_test_outputs(run, self.model, test)
+        self.recipe.TASK.write_card(run, self.model)
         extend_card(output_dir / "README.md", setup_section, command)
-        return results
+        return run.results
 
 
 def extend_card(path: Path, setup_section: str, command: str) -> None:
