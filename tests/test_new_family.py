@@ -1,12 +1,17 @@
 """A new family is its own files plus one registration line: a toy image family, defined here (configuration and
-model) and registered with ``hf_models.register_family``, passes the common model tester (tests/model_tester.py)
-and loads through ``AutoModel`` / ``AutoModelForImageClassification`` without any other file of the project
-changing. Its model is the smallest honest one: patch embedding, residual MLP blocks (``GradientCheckpointingLayer``),
-mean pooling."""
+model) and registered with ``hf_models.register_family``, passes the common model tester (tests/model_tester.py),
+loads through ``AutoModel`` / ``AutoModelForImageClassification`` and trains through the image recipe
+(``recipes/train_image_classification.py --model_name_or_path``) without any other file of the project changing.
+Its model is the smallest honest one: patch embedding, residual MLP blocks (``GradientCheckpointingLayer``), mean
+pooling."""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from families import Family, vision_outputs
+from huggingface_hub import ModelCard
 from model_tester import CHECKS, SLOW_CHECKS, ModelTester
 from torch import nn
 from transformers import AutoModel, AutoModelForImageClassification, PreTrainedConfig, PreTrainedModel
@@ -14,6 +19,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 from hf_models import ClassificationImageProcessor, register_family
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))  # recipes/ is a script folder
+import train_image_classification  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 
@@ -72,6 +80,8 @@ class ToyImageModel(ToyImagePreTrainedModel):
 
 
 class ToyImageForImageClassification(ToyImagePreTrainedModel):
+    """Toy image classifier: patch embedding, residual MLP blocks, a linear classifier over the mean patch."""
+
     def __init__(self, config):
         super().__init__(config)
         self.toy = ToyImageModel(config)
@@ -123,3 +133,25 @@ def test_a_registered_toy_family_loads_through_the_auto_classes_and_lists_both_i
     assert type(base) is ToyImageModel
     torch.testing.assert_close(base.patches.weight, model.toy.patches.weight)
     assert set(model.config.auto_map) == {"AutoConfig", "AutoModel", "AutoModelForImageClassification"}
+
+
+def test_a_registered_toy_family_trains_through_the_image_recipe(tmp_path):
+    """The image recipe trains, tests, saves and describes a family it does not list, from a saved initial model
+    (``--model_name_or_path``); its card takes the family's sentence from the model class's docstring."""
+    torch.manual_seed(0)
+    initial = ToyImageForImageClassification(ToyImageConfig())
+    initial.save_pretrained(tmp_path / "initial")
+    output_dir = tmp_path / "trained"
+    results = train_image_classification.main([
+        "--model_name_or_path", str(tmp_path / "initial"), "--output_dir", str(output_dir), "--max_train_samples", "32",
+        "--max_test_samples", "16", "--max_steps", "2", "--per_device_train_batch_size", "8", "--save_strategy", "no",
+        "--report_to", "none", "--use_cpu",
+    ])  # fmt: skip
+    assert 0 <= results["test_accuracy"] <= 1 and sum(map(sum, results["test_confusion_matrix"])) == 16
+    trained = AutoModelForImageClassification.from_pretrained(output_dir)
+    assert type(trained) is ToyImageForImageClassification and trained.config.num_labels == 10  # MNIST's digits
+    assert not torch.equal(trained.toy.patches.weight, initial.toy.patches.weight)  # the optimizer moved it
+    card = ModelCard.load(output_dir / "README.md")
+    assert "hfm_test_toy_image" in card.data.tags
+    assert "Toy image classifier: patch embedding, residual MLP blocks" in card.text
+    assert (output_dir / "confusion_matrix.png").exists() and (output_dir / "preprocessor_config.json").exists()

@@ -51,6 +51,9 @@ def test_cross_attention_heatmap_and_rollout_draw_chinese(tmp_path):
 
 @pytest.mark.parametrize("recipe", ["train_text_classification", "train_image_classification"])
 def test_text_and_image_recipes_share_the_plots(recipe):
-    module = importlib.import_module(recipe)
-    assert module.plot_confusion_matrix is plots.plot_confusion_matrix
-    assert module.confusion_counts is plots.confusion_counts
+    """Both classifiers draw their confusion matrix with the skeleton's ClassificationTask, which draws with plots."""
+    skeleton = importlib.import_module("recipe_skeleton")
+    task = importlib.import_module(recipe).TASK
+    assert isinstance(task, skeleton.ClassificationTask)
+    assert skeleton.plot_confusion_matrix is plots.plot_confusion_matrix
+    assert skeleton.confusion_counts is plots.confusion_counts
