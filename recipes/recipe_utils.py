@@ -1,5 +1,6 @@
 """Small helpers shared by the training recipes (``recipes/`` is a script folder: import as ``from recipe_utils import``)."""
 
+import argparse
 import hashlib
 import inspect
 import json
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 from huggingface_hub import HfApi, get_token
 from safetensors import safe_open
 from torch.distributed.tensor import DTensor
-from transformers import HfArgumentParser, PreTrainedConfig, Trainer, TrainerCallback
+from tokenizers import Tokenizer
+from transformers import HfArgumentParser, PreTrainedConfig, PreTrainedTokenizerFast, Trainer, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,41 @@ def load_table(path: Path, builder: str, **options) -> datasets.Dataset:
     if len(table) == 0:
         raise ValueError(f"{path} holds no records (only a header?)")
     return table
+
+
+# ---- The two tokenizer recipes (train_tokenizer.py, train_classification_tokenizer.py) ----
+
+
+def wrap_trained_tokenizer(tokenizer: Tokenizer, model_max_length: int, **special_tokens) -> PreTrainedTokenizerFast:
+    """A trained ``tokenizers`` model as the transformers tokenizer a recipe saves: padded on the right, and decoded
+    without transformers' clean-up of spaces (decoding gives back the pieces' own spacing)."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_max_length=model_max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+        **special_tokens,
+    )
+
+
+def parse_tokenizer_arguments(parser: argparse.ArgumentParser, argv: list[str] | None, built_in_validation: str):
+    """A tokenizer recipe's arguments; ``--validation_file`` without ``--train_file`` is refused (the built-in
+    corpus brings its own validation split, ``built_in_validation`` says which). Sets up INFO logging."""
+    args = parser.parse_args(argv)
+    if args.validation_file and not args.train_file:
+        parser.error(f"--validation_file goes with --train_file ({built_in_validation})")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args
+
+
+def save_tokenizer_with_stats(tokenizer, output_dir: Path, stats: dict, splits: datasets.DatasetDict, validation_stats) -> dict:
+    """Saves ``tokenizer`` in ``output_dir`` and prints ``stats``, plus ``validation_stats(validation split)`` when the
+    splits have one, as JSON; returns what it printed."""
+    tokenizer.save_pretrained(output_dir)
+    if "validation" in splits:
+        stats["validation"] = validation_stats(splits["validation"])
+    print(json.dumps(stats, indent=2, ensure_ascii=False))
+    return stats
 
 
 # What a recipe's output folder holds besides the published model: Trainer's checkpoints, TensorBoard runs and

@@ -25,14 +25,13 @@ Design:
 
 import argparse
 import json
-import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-import datasets
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from recipe_utils import parse_tokenizer_arguments, save_tokenizer_with_stats, wrap_trained_tokenizer
 from thucnews_data import DEFAULT_DATA_DIR, REPO_ROOT, load_classification_files, load_thucnews
 
 SETTINGS = json.loads((Path(__file__).resolve().parent / "settings" / "tokenizer_thucnews.json").read_text())
@@ -83,16 +82,8 @@ def train_classification_tokenizer(
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B {SEP}", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token=PAD,
-        unk_token=UNK,
-        cls_token=CLS,
-        sep_token=SEP,
-        model_max_length=model_max_length,
-        padding_side="right",
-        truncation_side="right",
-        clean_up_tokenization_spaces=False,
+    return wrap_trained_tokenizer(
+        tokenizer, model_max_length, pad_token=PAD, unk_token=UNK, cls_token=CLS, sep_token=SEP, truncation_side="right"
     )
 
 
@@ -138,10 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--min_frequency", type=int, default=SETTINGS["min_frequency"])
     parser.add_argument("--max_token_length", type=int, default=SETTINGS["max_token_length"])
     parser.add_argument("--model_max_length", type=int, default=SETTINGS["model_max_length"])
-    args = parser.parse_args(argv)
-    if args.validation_file and not args.train_file:
-        parser.error("--validation_file goes with --train_file (THUCNews' dev.txt is built in)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_tokenizer_arguments(parser, argv, "THUCNews' dev.txt is built in")
 
     if args.train_file:
         splits = load_classification_files(args.train_file, args.validation_file)
@@ -150,12 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = train_classification_tokenizer(
         splits["train"]["text"][:], args.vocab_size, args.min_frequency, args.max_token_length, args.model_max_length
     )
-    tokenizer.save_pretrained(args.output_dir)
     stats = {"output_dir": str(args.output_dir), **vocabulary_stats(tokenizer)}
-    if "validation" in splits:
-        stats["validation"] = tokenizer_stats(tokenizer, splits["validation"]["text"][:])
-    print(json.dumps(stats, indent=2, ensure_ascii=False))
-    return stats
+    return save_tokenizer_with_stats(
+        tokenizer, args.output_dir, stats, splits, lambda validation: tokenizer_stats(tokenizer, validation["text"][:])
+    )
 
 
 if __name__ == "__main__":

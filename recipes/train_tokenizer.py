@@ -23,7 +23,6 @@ Design:
 
 import argparse
 import json
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import datasets
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from recipe_utils import parse_tokenizer_arguments, save_tokenizer_with_stats, wrap_trained_tokenizer
 from translation_data import DEFAULT_DATA_DIR, REPO_ROOT, load_parallel_files, load_tatoeba, split_translation_dataset
 
 SETTINGS = json.loads((Path(__file__).resolve().parent / "settings" / "tokenizer_tatoeba.json").read_text())
@@ -91,16 +91,7 @@ def train_translation_tokenizer(
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, SPECIAL_TOKENS.index(EOS))]
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token=PAD,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        model_max_length=model_max_length,
-        padding_side="right",
-        clean_up_tokenization_spaces=False,
-    )
+    return wrap_trained_tokenizer(tokenizer, model_max_length, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK)
 
 
 def translation_texts(dataset: datasets.Dataset, languages: tuple[str, str]) -> Iterator[str]:
@@ -137,10 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_dir", type=Path, default=REPO_ROOT / SETTINGS["output_dir"])
     parser.add_argument("--vocab_size", type=int, default=SETTINGS["vocab_size"])
     parser.add_argument("--model_max_length", type=int, default=SETTINGS["model_max_length"])
-    args = parser.parse_args(argv)
-    if args.validation_file and not args.train_file:
-        parser.error("--validation_file goes with --train_file (Tatoeba's validation split is built in)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_tokenizer_arguments(parser, argv, "Tatoeba's validation split is built in")
 
     languages = (args.source_lang, args.target_lang)
     if args.train_file:
@@ -152,12 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = train_translation_tokenizer(
         translation_texts(splits["train"], languages), args.vocab_size, args.model_max_length
     )
-    tokenizer.save_pretrained(args.output_dir)
     stats = {"output_dir": str(args.output_dir), "vocab_size": len(tokenizer)}
-    if "validation" in splits:
-        stats["validation"] = tokenizer_stats(tokenizer, splits["validation"], languages)
-    print(json.dumps(stats, indent=2, ensure_ascii=False))
-    return stats
+    return save_tokenizer_with_stats(
+        tokenizer, args.output_dir, stats, splits, lambda validation: tokenizer_stats(tokenizer, validation, languages)
+    )
 
 
 if __name__ == "__main__":
