@@ -53,6 +53,53 @@ TRAINING_HYPERPARAMETERS = (
 )  # fmt: skip
 
 
+# ---- Arguments every recipe's dataclasses declare, with the same meaning (the help says what is the recipe's) ----
+
+
+def arch_argument(default: str, architectures: dict):
+    """``--arch``: the model family, one of the recipe's ``architectures``."""
+    return field(default=default, metadata={"help": "Model family.", "choices": sorted(architectures)})
+
+
+def model_size_argument(default: str, sizes_file: str):
+    """``--model_size``: a named size of ``recipes/settings/<sizes_file>``."""
+    return field(default=default, metadata={"help": f"A named size from settings/{sizes_file}."})
+
+
+def attn_implementation_argument(family: str | None = None):
+    """``--attn_implementation``: the softmax attention kernel, for the ``family`` that has one (all: None)."""
+    return field(default="sdpa", metadata={"help": f"eager or sdpa{f' ({family} only)' if family else ''}."})
+
+
+def vocab_size_argument(default: int):
+    """``--vocab_size`` of the tokenizer a recipe trains on the user's training file."""
+    return field(default=default, metadata={"help": "Vocabulary size when a tokenizer is trained here."})
+
+
+def data_dir_argument(default: Path, holding: str):
+    """``--data_dir``: the folder with the recipe's own corpus, read when no files of the user's are given."""
+    return field(default=str(default), metadata={"help": f"Folder holding {holding}."})
+
+
+def sample_limit_argument(examples: str):
+    """A ``--max_train_samples`` / ``--max_eval_samples`` / ``--max_test_samples``: :func:`limit_splits` keeps the
+    first N ``examples`` of its split (all of them without it, or with 0)."""
+    return field(default=None, metadata={"help": f"Use only the first N {examples}."})
+
+
+def config_overrides_argument(example: str):
+    """``--config_overrides``: config fields over the named size (:func:`~recipe_utils.parse_config_overrides`)."""
+    return field(default=None, metadata={"help": f"Change fields of the named size, e.g. {example!r}."})
+
+
+def rdrop_alpha_argument():
+    """``--rdrop_alpha``: the classifiers' R-Drop weight (:class:`~recipe_utils.RDropTrainer`)."""
+    return field(
+        default=0.0,
+        metadata={"help": "R-Drop weight (Liang et al. 2021): each batch runs twice and the two predictions are pulled together; 0 = off."},
+    )
+
+
 @dataclass
 class Run:
     """One run of a recipe: its arguments, and what the skeleton and the recipe's hooks build from them."""

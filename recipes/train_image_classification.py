@@ -40,6 +40,8 @@ from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnis
 from model_card import DatasetInfo
 from plots import attention_rollout, plot_attention_rollout
 from recipe_skeleton import TRAINING_HYPERPARAMETERS, ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_skeleton import arch_argument, attn_implementation_argument, config_overrides_argument, data_dir_argument
+from recipe_skeleton import model_size_argument, rdrop_alpha_argument, sample_limit_argument
 from recipe_utils import ExampleRandomness, parse_config_overrides
 
 logger = logging.getLogger(__name__)
@@ -74,26 +76,20 @@ MNIST_INFO = DatasetInfo(
 
 @dataclass
 class ModelArguments:
-    arch: str = field(default="vit", metadata={"help": "Model family.", "choices": sorted(ARCHITECTURES)})
-    model_size: str = field(default="tiny", metadata={"help": "A named size from settings/image_classification_models.json."})
+    arch: str = arch_argument("vit", ARCHITECTURES)
+    model_size: str = model_size_argument("tiny", "image_classification_models.json")
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Start from this saved model (and its processor's mean/std) instead of a named size."},
     )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Change fields of the named size, e.g. 'drop_path_rate=0.1,attention_type=performer'."},
-    )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (ViT only)."})
-    rdrop_alpha: float = field(
-        default=0.0,
-        metadata={"help": "R-Drop weight (Liang et al. 2021): each batch runs twice and the two predictions are pulled together; 0 = off."},
-    )
+    config_overrides: str | None = config_overrides_argument("drop_path_rate=0.1,attention_type=performer")
+    attn_implementation: str = attn_implementation_argument("ViT")
+    rdrop_alpha: float = rdrop_alpha_argument()
 
 
 @dataclass
 class DataArguments:
-    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata={"help": "Folder holding mnist/."})
+    data_dir: str = data_dir_argument(DEFAULT_DATA_DIR, "mnist/")
     train_dir: str | None = field(default=None, metadata={"help": "Training images, imagefolder layout."})
     validation_dir: str | None = field(default=None, metadata={"help": "Validation images, imagefolder layout."})
     test_dir: str | None = field(default=None, metadata={"help": "Test images, imagefolder layout."})
@@ -102,9 +98,9 @@ class DataArguments:
     max_rotation: float = field(default=10.0, metadata={"help": "Largest random rotation, degrees."})
     max_scale_change: float = field(default=0.1, metadata={"help": "Random scale in [1 - x, 1 + x]."})
     max_shift: float = field(default=0.1, metadata={"help": "Largest random shift, as a fraction of the image side."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training images."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation images."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test images."})
+    max_train_samples: int | None = sample_limit_argument("training images")
+    max_eval_samples: int | None = sample_limit_argument("validation images")
+    max_test_samples: int | None = sample_limit_argument("test images")
     rollout_images: int = field(default=6, metadata={"help": "Test images in attention_rollout.png (ViT)."})
 
 
@@ -366,10 +362,7 @@ print(classifier(image))  # or a path or URL; any size and colour mode is conver
 
 TASK = ImageClassificationTask()
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """Trains, tests, saves and describes an image classifier (the skeleton's run; see the module docstring)."""
-    return TASK.main(argv)
+main = TASK.main  # the run (recipe_skeleton.RecipeTask.main), for callers that import it
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import hf_models
 from hf_models.metrics import load_metric
 from model_card import DatasetInfo
 from recipe_skeleton import ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_skeleton import attn_implementation_argument, config_overrides_argument, data_dir_argument, model_size_argument
+from recipe_skeleton import rdrop_alpha_argument, sample_limit_argument, vocab_size_argument
 from recipe_utils import ExampleRandomness, parse_config_overrides
 from thucnews_data import DEFAULT_DATA_DIR, THUCNEWS, load_classification_files, load_thucnews
 from train_classification_tokenizer import SETTINGS as TOKENIZER_SETTINGS
@@ -56,28 +58,20 @@ THUCNEWS_INFO = DatasetInfo(
 
 @dataclass
 class ModelArguments:
-    model_size: str = field(default="base", metadata={"help": "A named size from settings/text_classification_models.json."})
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Comma-separated TransformerConfig fields over the named size, e.g. 'encoder_layers=0,pre_layer_norm=false'."},
-    )
+    model_size: str = model_size_argument("base", "text_classification_models.json")
+    config_overrides: str | None = config_overrides_argument("encoder_layers=0,pre_layer_norm=false")
     tokenizer_name: str | None = field(
         default=None,
         metadata={"help": "Tokenizer folder. Default: tokenizer_data/thucnews for THUCNews; trained on --train_file otherwise."},
     )
-    vocab_size: int = field(
-        default=TOKENIZER_SETTINGS["vocab_size"], metadata={"help": "Vocabulary size when a tokenizer is trained here."}
-    )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa."})
-    rdrop_alpha: float = field(
-        default=0.0,
-        metadata={"help": "R-Drop weight (Liang et al. 2021): each batch runs twice and the two predictions are pulled together; 0 = off."},
-    )
+    vocab_size: int = vocab_size_argument(TOKENIZER_SETTINGS["vocab_size"])
+    attn_implementation: str = attn_implementation_argument()
+    rdrop_alpha: float = rdrop_alpha_argument()
 
 
 @dataclass
 class DataArguments:
-    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata={"help": "Folder holding thucnews/."})
+    data_dir: str = data_dir_argument(DEFAULT_DATA_DIR, "thucnews/")
     train_file: str | None = field(default=None, metadata={"help": "text<TAB>label lines, or CSV/JSON with text/label."})
     validation_file: str | None = field(default=None, metadata={"help": "Same formats; selects the best checkpoint."})
     test_file: str | None = field(default=None, metadata={"help": "Same formats; scored once at the end."})
@@ -89,9 +83,9 @@ class DataArguments:
         },
     )
     max_seq_length: int = field(default=64, metadata={"help": "Tokens per text, [CLS]/[SEP] included; longer is truncated."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
-    max_test_samples: int | None = field(default=None, metadata={"help": "Use only the first N test texts."})
+    max_train_samples: int | None = sample_limit_argument("training texts")
+    max_eval_samples: int | None = sample_limit_argument("validation texts")
+    max_test_samples: int | None = sample_limit_argument("test texts")
     piece_split_probability: float = field(
         default=0.0,
         metadata={"help": "Training only: each multi-character token is replaced by its characters with this probability."},
@@ -291,10 +285,7 @@ print(classifier("同步A股首秀：港股缩量回调", top_k=None))  # every 
 
 TASK = TextClassificationTask()
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """Trains, tests, saves and describes a text classifier (the skeleton's run; see the module docstring)."""
-    return TASK.main(argv)
+main = TASK.main  # the run (recipe_skeleton.RecipeTask.main), for callers that import it
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import hf_models
 from hf_models.metrics import load_metric
 from model_card import DatasetInfo
 from recipe_skeleton import TRAINING_HYPERPARAMETERS, RecipeTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
+from recipe_skeleton import arch_argument, attn_implementation_argument, config_overrides_argument, data_dir_argument
+from recipe_skeleton import model_size_argument, sample_limit_argument, vocab_size_argument
 from recipe_utils import parse_config_overrides, parse_recipe_arguments
 from train_tokenizer import train_translation_tokenizer
 from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
@@ -69,8 +71,8 @@ TATOEBA = DatasetInfo(
 
 @dataclass
 class ModelArguments:
-    arch: str = field(default="transformer", metadata={"help": "Model family.", "choices": sorted(ARCHITECTURES)})
-    model_size: str = field(default="tiny", metadata={"help": "A named size from settings/translation_models.json."})
+    arch: str = arch_argument("transformer", ARCHITECTURES)
+    model_size: str = model_size_argument("tiny", "translation_models.json")
     tokenizer_name: str | None = field(
         default=None,
         metadata={
@@ -78,17 +80,14 @@ class ModelArguments:
             "trained on --train_file otherwise."
         },
     )
-    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size when a tokenizer is trained here."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "eager or sdpa (Transformer only)."})
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Change fields of the named size, e.g. 'attention_type=performer,dropout=0.2'."},
-    )
+    vocab_size: int = vocab_size_argument(8000)
+    attn_implementation: str = attn_implementation_argument("Transformer")
+    config_overrides: str | None = config_overrides_argument("attention_type=performer,dropout=0.2")
 
 
 @dataclass
 class DataArguments:
-    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata={"help": "Folder holding tatoeba_cmn_eng/."})
+    data_dir: str = data_dir_argument(DEFAULT_DATA_DIR, "tatoeba_cmn_eng/")
     train_file: str | None = field(default=None, metadata={"help": "JSON lines or TSV training pairs."})
     validation_file: str | None = field(default=None, metadata={"help": "JSON lines or TSV validation pairs."})
     test_file: str | None = field(default=None, metadata={"help": "JSON lines or TSV test pairs."})
@@ -96,8 +95,8 @@ class DataArguments:
     target_lang: str = field(default="zh")
     max_source_length: int = field(default=128, metadata={"help": "Longer sources are truncated (counted, warned)."})
     max_target_length: int = field(default=128, metadata={"help": "Longer targets are truncated (counted, warned)."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training pairs."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation pairs."})
+    max_train_samples: int | None = sample_limit_argument("training pairs")
+    max_eval_samples: int | None = sample_limit_argument("validation pairs")
     max_test_samples: int | None = field(
         default=None,
         metadata={"help": "Use only the first N test pairs (0 = all). Default: all, or 100 when --max_steps < 100 (a quick trial)."},
@@ -368,10 +367,7 @@ print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
 
 TASK = TranslationTask()
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """Trains, tests, saves and describes a translation model (the skeleton's run; see the module docstring)."""
-    return TASK.main(argv)
+main = TASK.main  # the run (recipe_skeleton.RecipeTask.main), for callers that import it
 
 
 if __name__ == "__main__":
