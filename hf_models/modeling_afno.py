@@ -126,8 +126,6 @@ class AFNOPreTrainedModel(PreTrainedModel):
         if isinstance(module, AFNOSpectralMixing):
             for parameter in (module.weight1, module.bias1, module.weight2, module.bias2):
                 init.normal_(parameter, std=0.02)
-        elif isinstance(module, FourierGridEncoder):
-            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
 
 
 class AFNOModel(FourierGridModelMixin, AFNOPreTrainedModel):
@@ -148,8 +146,6 @@ class AFNOForImageClassification(ImageClassificationMixin, AFNOPreTrainedModel):
 
     def __init__(self, config: AFNOConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.afno = AFNOModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()

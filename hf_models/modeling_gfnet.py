@@ -82,8 +82,6 @@ class GFNetPreTrainedModel(PreTrainedModel):
         init_patch_model_weights(module, self.config.initializer_range)
         if isinstance(module, GlobalFilter):
             init.normal_(module.complex_weight, std=0.02)
-        elif isinstance(module, FourierGridEncoder):
-            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
 
 
 class GFNetModel(FourierGridModelMixin, GFNetPreTrainedModel):
@@ -101,8 +99,6 @@ class GFNetForImageClassification(ImageClassificationMixin, GFNetPreTrainedModel
 
     def __init__(self, config: GFNetConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.gfnet = GFNetModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()

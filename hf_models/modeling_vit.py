@@ -26,6 +26,7 @@ from .layers import (
     check_image_size,
     drop_path_rates,
     init_patch_model_weights,
+    pixel_values_in_model_dtype,
     resize_grid,
 )
 
@@ -107,9 +108,7 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
         """``hidden_states`` (with ``output_hidden_states``) are the embeddings and every block's output, before the
         final LayerNorm, as in transformers' ViT; ``output_attentions`` runs the attention eagerly to return its
         weights."""
-        if pixel_values is None:
-            raise ValueError("pixel_values is required")
-        pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        pixel_values = pixel_values_in_model_dtype(pixel_values, self.get_input_embeddings())
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
         for layer in self.layers:
             hidden_states = layer(hidden_states, **kwargs)
@@ -122,8 +121,6 @@ class VisionTransformerForImageClassification(ImageClassificationMixin, VisionTr
 
     def __init__(self, config: VisionTransformerConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.vit = VisionTransformerModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()
