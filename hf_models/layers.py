@@ -7,6 +7,7 @@ AFNO) with a per-token MLP. Only the token mixer differs, so a family is its mix
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -142,6 +143,17 @@ class MixerBlock(GradientCheckpointingLayer):
             hidden_states = hidden_states + (self.drop_path(mixed) if self.mixer_drop_path else mixed)
             return hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
         return hidden_states + self.drop_path(self.mlp(self.norm2(mixed)))
+
+
+class VisionPreTrainedModel(PreTrainedModel):
+    """The base of ViT's, GFNet's and AFNO's ``PreTrainedModel``: images in, ``MixerBlock`` stacks that
+    ``device_map`` must not split and that checkpoint gradients. Each family adds its ``config_class``,
+    ``base_model_prefix`` and an ``_init_weights`` for its own parameters."""
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
 
 @torch.no_grad()

@@ -9,11 +9,16 @@ sparse, and optional hard truncation of the high frequencies.
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_afno import AFNOConfig
-from .layers import FourierGridEncoder, FourierGridModelMixin, ImageClassificationMixin, init_patch_model_weights
+from .layers import (
+    FourierGridEncoder,
+    FourierGridModelMixin,
+    ImageClassificationMixin,
+    VisionPreTrainedModel,
+    init_patch_model_weights,
+)
 
 
 def complex_linear(modes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -110,13 +115,9 @@ class AFNOSpectralMixing(nn.Module):
         return (mixed + hidden_states if self.spectral_residual else mixed), None
 
 
-class AFNOPreTrainedModel(PreTrainedModel):
+class AFNOPreTrainedModel(VisionPreTrainedModel):
     config_class = AFNOConfig
     base_model_prefix = "afno"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

@@ -10,7 +10,6 @@ grouped convolutions with channel attention; that is not the published model.)
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_gfnet import GFNetConfig
@@ -18,6 +17,7 @@ from .layers import (
     FourierGridEncoder,
     FourierGridModelMixin,
     ImageClassificationMixin,
+    VisionPreTrainedModel,
     init_patch_model_weights,
     resize_grid,
 )
@@ -68,13 +68,9 @@ class GlobalFilter(nn.Module):
         return filtered.flatten(1, 2).to(dtype), None
 
 
-class GFNetPreTrainedModel(PreTrainedModel):
+class GFNetPreTrainedModel(VisionPreTrainedModel):
     config_class = GFNetConfig
     base_model_prefix = "gfnet"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):

@@ -8,7 +8,6 @@ enough that ``convert_vit_from_transformers.py`` maps its checkpoints onto this 
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
@@ -23,6 +22,7 @@ from .layers import (
     ImageClassificationMixin,
     MixerBlock,
     PatchEmbedding,
+    VisionPreTrainedModel,
     check_image_size,
     drop_path_rates,
     init_patch_model_weights,
@@ -59,14 +59,10 @@ class VisionTransformerEmbeddings(nn.Module):
         return self.dropout(tokens + self.interpolate_pos_encoding(height, width))
 
 
-class VisionTransformerPreTrainedModel(PreTrainedModel):
+class VisionTransformerPreTrainedModel(VisionPreTrainedModel):
     config_class = VisionTransformerConfig
     base_model_prefix = "vit"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
     _supports_sdpa = True
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
     # output_hidden_states records every block's output, output_attentions every attention layer's weights
     _can_record_outputs = {"hidden_states": MixerBlock, "attentions": MultiHeadAttention}
 
