@@ -7,6 +7,7 @@ AFNO) with a per-token MLP. Only the token mixer differs, so a family is its mix
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -144,11 +145,23 @@ class MixerBlock(GradientCheckpointingLayer):
         return hidden_states + self.drop_path(self.mlp(self.norm2(mixed)))
 
 
+class VisionPreTrainedModel(PreTrainedModel):
+    """The base of ViT's, GFNet's and AFNO's ``PreTrainedModel``: images in, ``MixerBlock`` stacks that
+    ``device_map`` must not split and that checkpoint gradients. Each family adds its ``config_class``,
+    ``base_model_prefix`` and an ``_init_weights`` for its own parameters."""
+
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _no_split_modules = ["MixerBlock"]
+    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
+
+
 @torch.no_grad()
 def init_patch_model_weights(module: nn.Module, std: float) -> None:
-    """Initialisation of ViT/DeiT/GFNet: truncated normal (std ``initializer_range``) for linear and patch
-    projections, zero biases, unit LayerNorms. Family-specific parameters (positions, filters) are initialised by
-    each family's ``_init_weights``."""
+    """Initialisation of ViT/DeiT/GFNet/AFNO: truncated normal (std ``initializer_range``) for linear and patch
+    projections and for the positions of the ``FourierGridEncoder`` (GFNet and AFNO), zero biases, unit LayerNorms.
+    Family-specific parameters (ViT's positions and CLS token, Fourier filters) are initialised by each family's
+    ``_init_weights``."""
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         init.trunc_normal_(module.weight, std=std)
         if module.bias is not None:
@@ -156,6 +169,8 @@ def init_patch_model_weights(module: nn.Module, std: float) -> None:
     elif isinstance(module, nn.LayerNorm):
         init.ones_(module.weight)
         init.zeros_(module.bias)
+    elif isinstance(module, FourierGridEncoder):
+        init.trunc_normal_(module.position_embeddings, std=std)
 
 
 class FourierGridEncoder(nn.Module):
@@ -214,10 +229,16 @@ class FourierGridModelMixin:
         interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
-        if pixel_values is None:
-            raise ValueError("pixel_values is required")
-        pixel_values = pixel_values.to(self.encoder.patch_embeddings.projection.weight.dtype)
+        pixel_values = pixel_values_in_model_dtype(pixel_values, self.get_input_embeddings())
         return self.encoder(pixel_values, interpolate_pos_encoding, **kwargs)
+
+
+def pixel_values_in_model_dtype(pixel_values: torch.Tensor | None, patch_embeddings: PatchEmbedding) -> torch.Tensor:
+    """The images a base model's ``forward`` got, in the dtype of its patch projection: a bf16/fp16 model accepts the
+    fp32 tensors image processors give. ``pixel_values`` is optional only because transformers' signatures are."""
+    if pixel_values is None:
+        raise ValueError("pixel_values is required")
+    return pixel_values.to(patch_embeddings.projection.weight.dtype)
 
 
 def check_image_size(pixel_values: torch.Tensor, image_size: int, interpolate_pos_encoding: bool) -> None:
@@ -239,6 +260,13 @@ class ImageClassificationMixin:
     # The loss is a mean over the batch; without this Trainer would pass num_items_in_batch and skip dividing the
     # loss by the gradient-accumulation steps.
     accepts_loss_kwargs = False
+
+    def init_classification_head(self, config) -> None:
+        """The head every family's ``__init__`` builds after its base model: dropout and a linear classifier on the
+        pooled features (attribute names as in transformers' ViT, so state-dict keys are ``dropout``/``classifier``)."""
+        self.num_labels = config.num_labels
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         """timm's ``forward_features``: the final LayerNorm's tokens ``(batch, tokens, hidden)`` before pooling (CLS

@@ -9,11 +9,16 @@ sparse, and optional hard truncation of the high frequencies.
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_afno import AFNOConfig
-from .layers import FourierGridEncoder, FourierGridModelMixin, ImageClassificationMixin, init_patch_model_weights
+from .layers import (
+    FourierGridEncoder,
+    FourierGridModelMixin,
+    ImageClassificationMixin,
+    VisionPreTrainedModel,
+    init_patch_model_weights,
+)
 
 
 def complex_linear(modes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -110,13 +115,9 @@ class AFNOSpectralMixing(nn.Module):
         return (mixed + hidden_states if self.spectral_residual else mixed), None
 
 
-class AFNOPreTrainedModel(PreTrainedModel):
+class AFNOPreTrainedModel(VisionPreTrainedModel):
     config_class = AFNOConfig
     base_model_prefix = "afno"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -126,8 +127,6 @@ class AFNOPreTrainedModel(PreTrainedModel):
         if isinstance(module, AFNOSpectralMixing):
             for parameter in (module.weight1, module.bias1, module.weight2, module.bias2):
                 init.normal_(parameter, std=0.02)
-        elif isinstance(module, FourierGridEncoder):
-            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
 
 
 class AFNOModel(FourierGridModelMixin, AFNOPreTrainedModel):
@@ -148,8 +147,6 @@ class AFNOForImageClassification(ImageClassificationMixin, AFNOPreTrainedModel):
 
     def __init__(self, config: AFNOConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.afno = AFNOModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()

@@ -10,7 +10,6 @@ grouped convolutions with channel attention; that is not the published model.)
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_gfnet import GFNetConfig
@@ -18,6 +17,7 @@ from .layers import (
     FourierGridEncoder,
     FourierGridModelMixin,
     ImageClassificationMixin,
+    VisionPreTrainedModel,
     init_patch_model_weights,
     resize_grid,
 )
@@ -68,13 +68,9 @@ class GlobalFilter(nn.Module):
         return filtered.flatten(1, 2).to(dtype), None
 
 
-class GFNetPreTrainedModel(PreTrainedModel):
+class GFNetPreTrainedModel(VisionPreTrainedModel):
     config_class = GFNetConfig
     base_model_prefix = "gfnet"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -82,8 +78,6 @@ class GFNetPreTrainedModel(PreTrainedModel):
         init_patch_model_weights(module, self.config.initializer_range)
         if isinstance(module, GlobalFilter):
             init.normal_(module.complex_weight, std=0.02)
-        elif isinstance(module, FourierGridEncoder):
-            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
 
 
 class GFNetModel(FourierGridModelMixin, GFNetPreTrainedModel):
@@ -101,8 +95,6 @@ class GFNetForImageClassification(ImageClassificationMixin, GFNetPreTrainedModel
 
     def __init__(self, config: GFNetConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.gfnet = GFNetModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()

@@ -41,7 +41,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gru_seq2seq import GRUSeq2SeqConfig
-from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_output, shift_tokens_right
+from .seq2seq import CACHE_FIELD, Seq2SeqLMHeadMixin, pop_cache, seq2seq_lm_output
 
 
 @dataclass
@@ -606,7 +606,7 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         return self.decoder.gradient_checkpointing and self.training and torch.is_grad_enabled()
 
 
-class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMixin):
+class GRUSeq2SeqForConditionalGeneration(Seq2SeqLMHeadMixin, GRUSeq2SeqPreTrainedModel, GenerationMixin):
     """GRU encoder-decoder with attention and a vocabulary projection, for translation.
 
     ``labels`` are the target ids (padding as -100); the decoder reads them shifted right behind
@@ -628,21 +628,6 @@ class GRUSeq2SeqForConditionalGeneration(GRUSeq2SeqPreTrainedModel, GenerationMi
             side = "encoder" if config.share_embeddings else "decoder"
             self._tied_weights_keys = {"lm_head.weight": f"model.{side}.embed_tokens.weight"}
         self.post_init()
-
-    def get_encoder(self):
-        return self.model.encoder
-
-    def get_decoder(self):
-        return self.model.decoder
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings):
-        self.lm_head = new_embeddings
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         """Give ``generate()`` a :class:`GRUStateCache` where it would build a key/value cache."""

@@ -34,7 +34,7 @@ from .attention_registry import attention_class
 from .performer import init_random_features
 from .configuration_transformer import TransformerConfig
 from .positional import SinusoidalPositionalEmbedding
-from .seq2seq import CACHE_FIELD, pop_cache, seq2seq_lm_output, shift_tokens_right
+from .seq2seq import CACHE_FIELD, Seq2SeqLMHeadMixin, pop_cache, seq2seq_lm_output
 from .validation import per_layer_size
 
 
@@ -397,7 +397,7 @@ class TransformerModel(TransformerPreTrainedModel):
         )
 
 
-class TransformerForConditionalGeneration(TransformerPreTrainedModel, GenerationMixin):
+class TransformerForConditionalGeneration(Seq2SeqLMHeadMixin, TransformerPreTrainedModel, GenerationMixin):
     """Encoder-decoder Transformer with a linear + softmax output layer, for translation and other seq2seq tasks.
 
     ``labels`` are the target token ids (padding as -100); the decoder input is ``labels`` shifted right behind
@@ -423,26 +423,11 @@ class TransformerForConditionalGeneration(TransformerPreTrainedModel, Generation
         self._tied_weights_keys = tied or None
         self.post_init()
 
-    def get_encoder(self):
-        return self.model.encoder
-
-    def get_decoder(self):
-        return self.model.decoder
-
     def get_input_embeddings(self):
         return self.model.get_input_embeddings()
 
     def set_input_embeddings(self, value):
         self.model.set_input_embeddings(value)
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings):
-        self.lm_head = new_embeddings
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
     def forward(

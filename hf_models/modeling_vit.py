@@ -8,7 +8,6 @@ enough that ``convert_vit_from_transformers.py`` maps its checkpoints onto this 
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.processing_utils import Unpack
@@ -23,9 +22,11 @@ from .layers import (
     ImageClassificationMixin,
     MixerBlock,
     PatchEmbedding,
+    VisionPreTrainedModel,
     check_image_size,
     drop_path_rates,
     init_patch_model_weights,
+    pixel_values_in_model_dtype,
     resize_grid,
 )
 
@@ -58,14 +59,10 @@ class VisionTransformerEmbeddings(nn.Module):
         return self.dropout(tokens + self.interpolate_pos_encoding(height, width))
 
 
-class VisionTransformerPreTrainedModel(PreTrainedModel):
+class VisionTransformerPreTrainedModel(VisionPreTrainedModel):
     config_class = VisionTransformerConfig
     base_model_prefix = "vit"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
     _supports_sdpa = True
-    _no_split_modules = ["MixerBlock"]
-    supports_gradient_checkpointing = True  # the blocks are GradientCheckpointingLayers
     # output_hidden_states records every block's output, output_attentions every attention layer's weights
     _can_record_outputs = {"hidden_states": MixerBlock, "attentions": MultiHeadAttention}
 
@@ -107,9 +104,7 @@ class VisionTransformerModel(VisionTransformerPreTrainedModel):
         """``hidden_states`` (with ``output_hidden_states``) are the embeddings and every block's output, before the
         final LayerNorm, as in transformers' ViT; ``output_attentions`` runs the attention eagerly to return its
         weights."""
-        if pixel_values is None:
-            raise ValueError("pixel_values is required")
-        pixel_values = pixel_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        pixel_values = pixel_values_in_model_dtype(pixel_values, self.get_input_embeddings())
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding)
         for layer in self.layers:
             hidden_states = layer(hidden_states, **kwargs)
@@ -122,8 +117,6 @@ class VisionTransformerForImageClassification(ImageClassificationMixin, VisionTr
 
     def __init__(self, config: VisionTransformerConfig):
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.vit = VisionTransformerModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_classification_head(config)
         self.post_init()

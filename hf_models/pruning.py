@@ -114,18 +114,24 @@ def _check_removal(name: str, remove, size: int, what: str) -> list[int]:
     return remove
 
 
+def _removals(layers: dict[str, nn.Module], requested: dict[str, Iterable[int]], layer_kind: str, size_of, what: str):
+    """Yields ``(module, sorted indices)`` for each requested layer with something to remove, after checking that the
+    layer exists and that the indices are in range and leave at least one ``what`` (head or unit)."""
+    unknown = set(requested) - set(layers)
+    if unknown:
+        raise ValueError(f"no prunable {layer_kind} named {sorted(unknown)}; the model has {sorted(layers)}")
+    for name, remove in requested.items():
+        module = layers[name]
+        remove = _check_removal(name, remove, size_of(module), what)
+        if remove:
+            yield module, remove
+
+
 @torch.no_grad()
 def prune_heads(model: nn.Module, heads: dict[str, Iterable[int]]) -> None:
     """Removes the given heads (``{attention module name: head indices}``) in place and records the new counts."""
     layers = attention_layers(model)
-    unknown = set(heads) - set(layers)
-    if unknown:
-        raise ValueError(f"no prunable attention layer named {sorted(unknown)}; the model has {sorted(layers)}")
-    for name, remove in heads.items():
-        module = layers[name]
-        remove = _check_removal(name, remove, module.num_heads, "head")
-        if not remove:
-            continue
+    for module, remove in _removals(layers, heads, "attention layer", lambda module: module.num_heads, "head"):
         keep = [head for head in range(module.num_heads) if head not in remove]
         features = torch.cat([torch.arange(head * module.head_dim, (head + 1) * module.head_dim) for head in keep])
         packed = torch.cat([features + part * module.inner_size for part in range(3)])  # Q, K, V rows
@@ -140,14 +146,7 @@ def prune_heads(model: nn.Module, heads: dict[str, Iterable[int]]) -> None:
 def prune_mlp_units(model: nn.Module, units: dict[str, Iterable[int]]) -> None:
     """Removes the given hidden units (``{MLP module name: unit indices}``) in place and records the new widths."""
     layers = mlp_layers(model)
-    unknown = set(units) - set(layers)
-    if unknown:
-        raise ValueError(f"no prunable MLP named {sorted(unknown)}; the model has {sorted(layers)}")
-    for name, remove in units.items():
-        module = layers[name]
-        remove = _check_removal(name, remove, module.fc1.out_features, "unit")
-        if not remove:
-            continue
+    for module, remove in _removals(layers, units, "MLP", lambda module: module.fc1.out_features, "unit"):
         keep = torch.tensor([unit for unit in range(module.fc1.out_features) if unit not in remove])
         module.fc1 = prune_linear_layer(module.fc1, keep.to(module.fc1.weight.device), dim=0)
         module.fc2 = prune_linear_layer(module.fc2, keep.to(module.fc2.weight.device), dim=1)

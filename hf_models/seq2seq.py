@@ -1,4 +1,5 @@
-"""Pieces every encoder-decoder model of the package shares: label shifting, the loss, and the cache name.
+"""Pieces every encoder-decoder model of the package shares: label shifting, the loss, the LM head's accessors, and
+the cache name.
 
 transformers 5.24 renamed the generation cache argument and output field from ``past_key_values`` to ``cache``;
 5.23 still uses the old name. Models read either name and write the one the installed version expects, so the
@@ -32,6 +33,27 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     shifted[:, 1:] = labels[:, :-1]
     shifted[:, 0] = decoder_start_token_id
     return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class Seq2SeqLMHeadMixin:
+    """Accessors of a ``*ForConditionalGeneration`` that holds its base model as ``self.model`` (with ``.encoder`` and
+    ``.decoder``) and its vocabulary projection as ``self.lm_head``, as transformers' BART and Marian do. Listed before
+    the ``PreTrainedModel`` base, so these replace its best-effort lookups."""
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
 
 def seq2seq_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

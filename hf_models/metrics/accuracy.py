@@ -1,8 +1,9 @@
 """Accuracy, the fraction of predictions equal to their reference, as an ``evaluate`` module that needs no Hub."""
 
-import datasets
 import evaluate
 import numpy as np
+
+from .class_ids import class_id_metric_info
 
 _INPUTS = """
 Args:
@@ -15,12 +16,7 @@ Returns:
 
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="",
-            inputs_description=_INPUTS,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-        )
+        return class_id_metric_info(__doc__, _INPUTS)
 
     def _compute(self, predictions, references):
         return {"accuracy": float(np.mean(np.asarray(predictions) == np.asarray(references)))}

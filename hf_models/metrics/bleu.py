@@ -9,11 +9,10 @@ The tokenizer can also be fixed when loading, as the module's configuration: ``e
 That is the way to use it inside ``evaluate.combine``, which hands every compute argument to every module.
 """
 
-import datasets
 import evaluate
 import sacrebleu
 
-from .references import reference_streams
+from .references import reference_streams, sacrebleu_metric_info
 
 _CITATION = """\
 @inproceedings{post-2018-call,
@@ -41,18 +40,7 @@ Returns:
 
 class Bleu(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=[
-                datasets.Features(
-                    {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-                ),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
-            reference_urls=["https://github.com/mjpost/sacrebleu"],
-        )
+        return sacrebleu_metric_info(__doc__, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, tokenize=None, lowercase=False):
         if tokenize is None:

@@ -4,11 +4,10 @@ A character n-gram F-score: unlike BLEU it needs no word segmentation, which sui
 partial credit for partly right words. ``word_order=2`` gives chrF++.
 """
 
-import datasets
 import evaluate
 from sacrebleu.metrics import CHRF
 
-from .references import reference_streams
+from .references import reference_streams, sacrebleu_metric_info
 
 _CITATION = """\
 @inproceedings{popovic-2015-chrf,
@@ -36,18 +35,7 @@ Returns:
 
 class Chrf(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation=_CITATION,
-            inputs_description=_INPUTS,
-            features=[
-                datasets.Features(
-                    {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-                ),
-                datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
-            ],
-            reference_urls=["https://github.com/mjpost/sacrebleu"],
-        )
+        return sacrebleu_metric_info(__doc__, _CITATION, _INPUTS)
 
     def _compute(self, predictions, references, char_order=6, word_order=0, beta=2, lowercase=False):
         chrf = CHRF(char_order=char_order, word_order=word_order, beta=beta, lowercase=lowercase)

@@ -5,9 +5,10 @@ The classes averaged over are those present in the predictions or the references
 class with no true and no predicted example would be 0/0 and is left out rather than guessed.
 """
 
-import datasets
 import evaluate
 import numpy as np
+
+from .class_ids import class_id_metric_info
 
 _INPUTS = """
 Args:
@@ -20,12 +21,7 @@ Returns:
 
 class F1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation="",
-            inputs_description=_INPUTS,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-        )
+        return class_id_metric_info(__doc__, _INPUTS)
 
     def _compute(self, predictions, references):
         predictions, references = np.asarray(predictions), np.asarray(references)

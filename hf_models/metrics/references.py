@@ -1,4 +1,23 @@
-"""Reference handling shared by the sacreBLEU-based metrics (BLEU, chrF)."""
+"""What the sacreBLEU-based metrics (BLEU, chrF) share: their inputs' features and reference handling."""
+
+import datasets
+import evaluate
+
+
+def sacrebleu_metric_info(description: str, citation: str, inputs_description: str) -> evaluate.MetricInfo:
+    """``MetricInfo`` of a sacreBLEU metric: string predictions, one string reference or a list of them each."""
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=[
+            datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+            ),
+            datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+        ],
+        reference_urls=["https://github.com/mjpost/sacrebleu"],
+    )
 
 
 def reference_streams(references: list) -> list[list[str]]:
