@@ -180,6 +180,7 @@ class FederatedTask:
         if self.is_text:
             tokenizer = self.recipe.load_or_train_tokenizer(self.model_args, self.data_args, splits, self.is_reference_corpus)
             self.data = self.recipe.tokenize_splits(splits, tokenizer, self.data_args.max_seq_length)
+            self.data["test"] = sorted_by_length(self.data["test"])
             self.model = self.recipe.build_model(self.model_args, tokenizer, self.label_names, self.data_args.max_seq_length)
             self.processing_class, self.collator = tokenizer, DataCollatorWithPadding(tokenizer)
         else:
@@ -268,6 +269,13 @@ class FederatedTask:
         results["test_confusion_matrix"] = counts.tolist()
         extend_card(output_dir / "README.md", setup_section, command)
         return results
+
+
+def sorted_by_length(split: datasets.Dataset) -> datasets.Dataset:
+    """The tokenized test split in order of length. A batch pads to its longest text, so batches of similar lengths
+    make the server's evaluation, run every round, about half as costly on THUCNews headlines (median 14 tokens,
+    longest 29); no metric depends on the order."""
+    return split.select(np.argsort([len(ids) for ids in split["input_ids"]], kind="stable"))
 
 
 def extend_card(path: Path, setup_section: str, command: str) -> None:
