@@ -181,6 +181,8 @@ class FederatedTask:
         self.collator, self.compute_metrics = self.run.data_collator, self.run.compute_metrics
         # Augmentation / re-segmentation draws per (seed, epoch, example): the seed changes every round and client.
         self.randomness = self.run.randomness
+        if self.is_text:
+            self.data["test"] = sorted_by_length(self.data["test"])
         local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
         self.local_args = parse_federated_arguments(local_argv)[3]
         # Images become pixel_values on the fly from the image column: the transforms need every column.
@@ -244,6 +246,13 @@ class FederatedTask:
         self.recipe.TASK.write_card(run, self.model)
         extend_card(output_dir / "README.md", setup_section, command)
         return run.results
+
+
+def sorted_by_length(split: datasets.Dataset) -> datasets.Dataset:
+    """The tokenized test split in order of length. A batch pads to its longest text, so batches of similar lengths
+    make the server's evaluation, run every round, about half as costly on THUCNews headlines (median 14 tokens,
+    longest 29); no metric depends on the order."""
+    return split.select(np.argsort([len(ids) for ids in split["input_ids"]], kind="stable"))
 
 
 def extend_card(path: Path, setup_section: str, command: str) -> None:
