@@ -37,7 +37,7 @@ import hf_models
 from hf_models.metrics import load_metric
 from hf_models.pipeline_image_classification import save_for_image_classification
 from mnist_data import DEFAULT_DATA_DIR, SETTINGS, load_image_folders, load_mnist, split_mnist
-from model_card import DatasetInfo
+from model_card import DatasetInfo, portable
 from plots import attention_rollout, plot_attention_rollout
 from recipe_skeleton import TRAINING_HYPERPARAMETERS, ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
 from recipe_skeleton import arch_argument, attn_implementation_argument, config_overrides_argument, data_dir_argument
@@ -318,7 +318,7 @@ class ImageClassificationTask(ClassificationTask):
             f"{config.patch_size}x{config.patch_size} patches, {config.num_labels} classes."
         )
         hyperparameters = {
-            "model_size": model_args.model_size if not model_args.model_name_or_path else model_args.model_name_or_path,
+            "model_size": model_args.model_size if not model_args.model_name_or_path else portable(model_args.model_name_or_path),
             **config_hyperparameters(config),
             "image_mean": processor.image_mean,
             "image_std": processor.image_std,

@@ -154,4 +154,5 @@ def test_a_registered_toy_family_trains_through_the_image_recipe(tmp_path):
     card = ModelCard.load(output_dir / "README.md")
     assert "hfm_test_toy_image" in card.data.tags
     assert "Toy image classifier: patch embedding, residual MLP blocks" in card.text
+    assert str(tmp_path / "initial") not in card.text.split("Reproduce")[0]  # hyperparameters name the folder, not this path
     assert (output_dir / "confusion_matrix.png").exists() and (output_dir / "preprocessor_config.json").exists()
