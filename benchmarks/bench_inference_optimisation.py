@@ -1,11 +1,12 @@
-"""Deployment variants of an image classifier against its fp32 eager self: test accuracy, file size and inference
+"""Deployment variants of a classifier against its fp32 eager self: test accuracy, file size and inference
 throughput of bf16, int8 (torchao dynamic / weight-only through TorchAoConfig; onnxruntime dynamic and calibrated
 static), pruned models, onnxruntime fp32, and the combination pruned + onnxruntime int8.
 
 Two modes:
 
-* ``--model_dir DIR [--pruned 50=DIR ...]``: a trained MNIST model (and pruned + fine-tuned ones, see
-  ``recipes/prune.py``); accuracy on the recipe's MNIST test split (``--max_test_samples``), speed at batch 1 and 32.
+* ``--model_dir DIR [--pruned 50=DIR ...]``: a trained MNIST image classifier or THUCNews text classifier (and
+  pruned + fine-tuned ones, see ``recipes/prune.py``); accuracy on the recipe's test split (``--max_test_samples``),
+  speed at batch 1 and 32 on test images or headlines (headlines padded to the longest of the batch).
 * ``--random vit|gfnet``: speed only, where compute dominates: ViT-S/16 (or a GFNet of the same width and depth) at
   224 pixels with random weights, as in bench_vision_speed.py; the pruned variants remove 25/50 % of heads and MLP
   units by L1 norm (random weights have no meaningful loss).
@@ -13,10 +14,11 @@ Two modes:
 Every variant's repetitions are interleaved with fp32 eager's in one process (the order reversed every round), the
 median taken after warm-up; ``speedup`` is fp32 eager's median CPU time over the variant's (so > 1 is faster), on
 ``--threads`` threads for torch and onnxruntime alike. bf16 runs only at batch 1 and on at most ``--bf16_samples``
-test images: this CPU has no bf16 hardware. Prints one JSON object and writes it to ``--output`` if given.
+test examples: this CPU has no bf16 hardware. Prints one JSON object and writes it to ``--output`` if given.
 
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/vit_small \
         --pruned 50=outputs/vit_small_pruned50_ft --threads 1 --output benchmarks/results/x.json
+    nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/text_classification_base
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --random vit --threads 1 --reps 3
 """
 
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import AutoImageProcessor
+from transformers import AutoImageProcessor, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from bench_translation_speed import interleaved_seconds  # noqa: E402
@@ -44,7 +46,8 @@ from hf_models import (  # noqa: E402
     VisionTransformerConfig,
     VisionTransformerForImageClassification,
 )
-from hf_models.export_onnx import OnnxClassifier, export, quantize_dynamic_onnx, quantize_static_onnx  # noqa: E402
+from hf_models.export_onnx import IMAGE, OnnxClassifier, export, load_model, onnx_bytes, task_of  # noqa: E402
+from hf_models.export_onnx import quantize_dynamic_onnx, quantize_static_onnx  # noqa: E402
 from hf_models.pruning import mlp_unit_importance, lowest, prune_heads, prune_mlp_units  # noqa: E402
 from hf_models.quantization import quantize_saved_model  # noqa: E402
 
@@ -56,13 +59,13 @@ RANDOM_MODELS = {  # ViT-S/16 at 224 pixels, and a GFNet of the same width and d
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model_dir", help="a trained image classifier (save_pretrained folder with its processor)")
+    parser.add_argument("--model_dir", help="a trained image or text classifier (save_pretrained folder with its processor or tokenizer)")
     parser.add_argument("--pruned", nargs="*", default=[], help="FRACTION=DIR of pruned, fine-tuned models")
     parser.add_argument("--random", choices=sorted(RANDOM_MODELS), help="speed only, random weights at 224 pixels")
     parser.add_argument("--data_dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--max_test_samples", type=int, default=2000)
+    parser.add_argument("--max_test_samples", type=int, default=10000, help="spread evenly over the test split")
     parser.add_argument("--bf16_samples", type=int, default=200)
-    parser.add_argument("--calibration_images", type=int, default=256, help="for onnxruntime static int8")
+    parser.add_argument("--calibration_examples", type=int, default=256, help="training examples for onnxruntime static int8")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -85,7 +88,6 @@ def random_model(family: str, work: Path) -> Path:
 
 def l1_pruned(model_dir: Path, fraction: float, target: Path) -> Path:
     """Random weights: heads ranked by the L1 norm of their out_proj columns, units by fc1/fc2 L1 norms."""
-    from hf_models.export_onnx import load_model
     from hf_models.pruning import attention_layers
 
     model = load_model(model_dir)
@@ -99,30 +101,62 @@ def l1_pruned(model_dir: Path, fraction: float, target: Path) -> Path:
     return target
 
 
-def mnist_test(args, processor):
-    from mnist_data import load_mnist, split_mnist
+def batched(inputs: dict[str, torch.Tensor], batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Slices of ``batch_size`` examples; token ids are cut to the longest real text of each slice."""
+    count = len(next(iter(inputs.values())))
+    batches = []
+    for start in range(0, count, batch_size):
+        batch = {name: tensor[start : start + batch_size] for name, tensor in inputs.items()}
+        if "attention_mask" in batch:
+            length = int(batch["attention_mask"].sum(1).max())
+            batch = {name: tensor[:, :length] for name, tensor in batch.items()}
+        batches.append(batch)
+    return batches
 
-    test = split_mnist(load_mnist(args.data_dir))["test"]
-    test = test.select(range(min(args.max_test_samples, len(test))))
-    pixel_values = processor([image.convert("L") for image in test["image"]], return_tensors="pt")["pixel_values"]
-    return pixel_values, np.array(test["label"])
+
+def spread(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)``: THUCNews' test file is sorted by class, so its first
+    examples would all be education headlines."""
+    return np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
+
+
+def recipe_examples(model_dir: Path, data_dir: str, split: str, count: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """``count`` examples spread over the recipe's ``split`` (MNIST images or THUCNews headlines) through the
+    model's own processor or tokenizer, as the pipeline would see them, and their labels."""
+    if task_of(load_model(model_dir)) == IMAGE:
+        from mnist_data import load_mnist, split_mnist
+
+        rows = split_mnist(load_mnist(data_dir))[split]
+        rows = rows.select(spread(len(rows), count))
+        processor = AutoImageProcessor.from_pretrained(model_dir)
+        inputs = processor([image.convert("L") for image in rows["image"]], return_tensors="pt")
+    else:
+        from thucnews_data import load_thucnews
+
+        rows = load_thucnews(data_dir)[split]
+        rows = rows.select(spread(len(rows), count))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        inputs = tokenizer(rows["text"][:], truncation=True, padding=True, return_tensors="pt")
+        inputs.pop("token_type_ids", None)
+    return dict(inputs), np.array(rows["label"])
 
 
 def torch_predict(model, dtype=None):
-    def predict(pixel_values):
+    def predict(inputs):
         with torch.inference_mode():
-            return model(pixel_values.to(dtype) if dtype else pixel_values).logits.float().numpy()
+            cast = {name: tensor.to(dtype) if dtype and tensor.is_floating_point() else tensor for name, tensor in inputs.items()}
+            return model(**cast).logits.float().numpy()
 
     return predict
 
 
 def onnx_predict(folder: Path, file: str, threads: int):
     classifier = OnnxClassifier(folder, file, num_threads=threads)
-    return lambda pixel_values: classifier(pixel_values=pixel_values.numpy())
+    return lambda inputs: classifier(**{name: tensor.numpy() for name, tensor in inputs.items()})
 
 
-def accuracy(predict, pixel_values, labels, batch_size: int = 256) -> float:
-    logits = np.concatenate([predict(pixel_values[i : i + batch_size]) for i in range(0, len(pixel_values), batch_size)])
+def accuracy(predict, inputs: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int = 256) -> float:
+    logits = np.concatenate([predict(batch) for batch in batched(inputs, batch_size)])
     return float((logits.argmax(-1) == labels[: len(logits)]).mean())
 
 
@@ -130,10 +164,8 @@ def folder_bytes(path: Path, suffix: str) -> int:
     return sum(file.stat().st_size for file in path.glob(f"*{suffix}"))
 
 
-def build_variants(args, model_dir: Path, work: Path, calibration: torch.Tensor, pruned: dict[str, Path]) -> dict:
-    """``{name: (predict(pixel_values) -> logits, bytes on disk, batch sizes to time)}``."""
-    from hf_models.export_onnx import load_model
-
+def build_variants(args, model_dir: Path, work: Path, calibration: dict[str, torch.Tensor], pruned: dict[str, Path]) -> dict:
+    """``{name: (predict(inputs) -> logits, bytes on disk, batch sizes to time)}``."""
     threads = args.threads
     all_batches = args.batch_sizes
     fp32 = load_model(model_dir)
@@ -155,17 +187,17 @@ def build_variants(args, model_dir: Path, work: Path, calibration: torch.Tensor,
             variants[f"{prefix}fp32 eager"] = (torch_predict(model), folder_bytes(folder, ".safetensors"), all_batches)
         else:
             variants["onnxruntime fp32"] = (
-                onnx_predict(onnx_dir, "model.onnx", threads), (onnx_dir / "model.onnx").stat().st_size, all_batches
+                onnx_predict(onnx_dir, "model.onnx", threads), onnx_bytes(onnx_dir / "model.onnx"), all_batches
             )
-            batches = [{"pixel_values": calibration[i : i + 32].numpy()} for i in range(0, len(calibration), 32)]
+            batches = [{name: tensor.numpy() for name, tensor in batch.items()} for batch in batched(calibration, 32)]
             for symmetric in (False, True):
                 name = f"model_static_{'sym' if symmetric else 'asym'}.onnx"
                 quantize_static_onnx(onnx_dir / "model.onnx", onnx_dir / name, batches, symmetric)
                 variants[f"onnxruntime int8 static {'symmetric' if symmetric else 'asymmetric'}"] = (
-                    onnx_predict(onnx_dir, name, threads), (onnx_dir / name).stat().st_size, all_batches
+                    onnx_predict(onnx_dir, name, threads), onnx_bytes(onnx_dir / name), all_batches
                 )
         variants[f"{prefix}onnxruntime int8 dynamic"] = (
-            onnx_predict(onnx_dir, "model_int8.onnx", threads), (onnx_dir / "model_int8.onnx").stat().st_size, all_batches
+            onnx_predict(onnx_dir, "model_int8.onnx", threads), onnx_bytes(onnx_dir / "model_int8.onnx"), all_batches
         )
     return variants
 
@@ -181,32 +213,27 @@ def main(argv=None) -> dict:
             config = transformers.AutoConfig.from_pretrained(model_dir)
             shape = (config.num_channels, config.image_size, config.image_size)
             generator = torch.Generator().manual_seed(0)
-            calibration = torch.randn(args.calibration_images, *shape, generator=generator)
+            calibration = {"pixel_values": torch.randn(args.calibration_examples, *shape, generator=generator)}
+            timing = {"pixel_values": torch.randn(max(args.batch_sizes), *shape, generator=generator)}
             test = None
         else:
             model_dir = Path(args.model_dir)
             pruned = dict(item.split("=", 1) for item in args.pruned)
             pruned = {fraction: Path(folder) for fraction, folder in pruned.items()}
-            processor = AutoImageProcessor.from_pretrained(model_dir)
-            pixel_values, labels = mnist_test(args, processor)
-            test = (pixel_values, labels)
-            from mnist_data import load_mnist, split_mnist
-
-            train = split_mnist(load_mnist(args.data_dir))["train"].select(range(args.calibration_images))
-            calibration = processor([image.convert("L") for image in train["image"]], return_tensors="pt")["pixel_values"]
-            shape = tuple(pixel_values.shape[1:])
+            test = recipe_examples(model_dir, args.data_dir, "test", args.max_test_samples)
+            calibration, _ = recipe_examples(model_dir, args.data_dir, "train", args.calibration_examples)
+            timing = test[0]
         variants = build_variants(args, model_dir, work, calibration, pruned)
         results = {}
         for name, (predict, size, batch_sizes) in variants.items():
             row = {"bytes": size, "size_vs_fp32": size / variants["fp32 eager"][1]}
             if test is not None:
-                samples = args.bf16_samples if name == "bf16" else len(test[1])
-                row["test_accuracy"] = accuracy(predict, test[0][:samples], test[1][:samples])
-                row["test_samples"] = samples
+                chosen = spread(len(test[1]), args.bf16_samples if name == "bf16" else len(test[1]))
+                row["test_accuracy"] = accuracy(predict, {k: v[chosen] for k, v in test[0].items()}, test[1][chosen])
+                row["test_samples"] = len(chosen)
             results[name] = row
-        generator = torch.Generator().manual_seed(1)
         for batch_size in args.batch_sizes:
-            inputs = torch.randn(batch_size, *shape, generator=generator)
+            inputs = batched(timing, batch_size)[0]
             timed = {name: v[0] for name, v in variants.items() if batch_size in v[2]}
             for name in timed:
                 if name == "fp32 eager":

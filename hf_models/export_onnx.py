@@ -449,6 +449,22 @@ def check_seq2seq(model: nn.Module, out_dir: Path, suffix: str = "", strict: boo
     return identical
 
 
+def onnx_bytes(path: Path) -> int:
+    """The size of a graph with the external-data files its initializers point to (the dynamo exporter writes the
+    weights to ``model.onnx.data``, beside a small ``model.onnx``)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    locations = {
+        entry.value
+        for tensor in graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return path.stat().st_size + sum((path.parent / location).stat().st_size for location in locations)
+
+
 def copy_model_files(model_dir: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:
     """Config, generation config, tokenizer and image-processor files (everything but weights, code and ``skip``)."""
     for path in model_dir.iterdir():
@@ -486,7 +502,7 @@ def export(
         else:
             report["int8_max_abs_logit_difference"] = check_classifier(model, out_dir, "model_int8.onnx", atol=np.inf)
     copy_model_files(model_dir, out_dir)
-    report["files"] = {file: (out_dir / file).stat().st_size for file in files}
+    report["files"] = {file: onnx_bytes(out_dir / file) for file in files}  # bytes, external weights included
     (out_dir / "onnx_export.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

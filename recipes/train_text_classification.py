@@ -9,7 +9,8 @@ Every standard ``TrainingArguments`` flag works (``--num_train_epochs``, ``--lea
 ``--load_best_model_at_end --metric_for_best_model accuracy``, ``--seed``, ``--use_cpu``, ...); flags given on the
 command line override those of an ``--args_file``. ``--config_overrides`` changes fields of the named model size,
 e.g. ``encoder_layers=0,pre_layer_norm=false`` gives the bag-of-embeddings baseline (embedding + positions + mean +
-linear).
+linear). ``--model_name_or_path`` starts from a saved classifier (and its tokenizer) instead of a named size: to
+fine-tune it further, e.g. to recover after ``recipes/prune.py``.
 
 Data: THUCNews from ``--data_dir`` (``train_first33590.txt`` to train, ``dev.txt`` to select the model, ``test.txt``
 only for the final figures), or ``--train_file/--validation_file/--test_file`` (``text<TAB>label``, CSV or JSON
@@ -25,11 +26,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from transformers import AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 import hf_models
 from hf_models.metrics import load_metric
-from model_card import DatasetInfo
+from model_card import DatasetInfo, portable
 from recipe_skeleton import ClassificationTask, Run, config_hyperparameters, training_hyperparameters, user_dataset
 from recipe_skeleton import attn_implementation_argument, config_overrides_argument, data_dir_argument, model_size_argument
 from recipe_skeleton import rdrop_alpha_argument, sample_limit_argument, vocab_size_argument
@@ -59,6 +60,10 @@ THUCNEWS_INFO = DatasetInfo(
 @dataclass
 class ModelArguments:
     model_size: str = model_size_argument("base", "text_classification_models.json")
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from this saved classifier (and its tokenizer) instead of a named size."},
+    )
     config_overrides: str | None = config_overrides_argument("encoder_layers=0,pre_layer_norm=false")
     tokenizer_name: str | None = field(
         default=None,
@@ -101,8 +106,9 @@ def load_splits(data_args: DataArguments) -> tuple[datasets.DatasetDict, bool]:
 
 
 def load_or_train_tokenizer(model_args: ModelArguments, data_args: DataArguments, splits, is_thucnews: bool):
-    if model_args.tokenizer_name or is_thucnews:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or DEFAULT_TOKENIZER)
+    if model_args.tokenizer_name or model_args.model_name_or_path or is_thucnews:
+        # a saved classifier's embeddings expect its own tokenizer's ids
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path or DEFAULT_TOKENIZER)
     elif "train" not in splits:
         raise ValueError("without --train_file there is nothing to train a tokenizer on: pass --tokenizer_name")
     else:
@@ -156,6 +162,19 @@ def piece_splitting(tokenizer, probability: float, max_seq_length: int, randomne
 
 
 def build_model(model_args: ModelArguments, tokenizer, label_names: list[str], max_seq_length: int):
+    labels = {"id2label": dict(enumerate(label_names)), "label2id": {name: index for index, name in enumerate(label_names)}}
+    if model_args.model_name_or_path:
+        overrides = parse_config_overrides(model_args.config_overrides, hf_models.TransformerConfig)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, num_labels=len(label_names), ignore_mismatched_sizes=True, **labels, **overrides
+        )
+        if max_seq_length > model.config.max_position_embeddings:
+            raise ValueError(
+                f"--max_seq_length {max_seq_length} is longer than the {model.config.max_position_embeddings} positions "
+                f"of {model_args.model_name_or_path}"
+            )
+        model.config._attn_implementation = model_args.attn_implementation
+        return model
     if model_args.model_size not in MODEL_SIZES:
         raise ValueError(f"--model_size {model_args.model_size!r} unknown; choose from {sorted(MODEL_SIZES)}")
     config = hf_models.TransformerConfig(
@@ -171,8 +190,7 @@ def build_model(model_args: ModelArguments, tokenizer, label_names: list[str], m
         tie_word_embeddings=False,
         use_cache=False,
         num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: index for index, name in enumerate(label_names)},
+        **labels,
         **{**MODEL_SIZES[model_args.model_size], **parse_config_overrides(model_args.config_overrides, hf_models.TransformerConfig)},
     )
     config._attn_implementation = model_args.attn_implementation
@@ -219,6 +237,8 @@ class TextClassificationTask(ClassificationTask):
         run.data_collator, run.compute_metrics = DataCollatorWithPadding(tokenizer), compute_metrics_fn()
 
     def model_name(self, run: Run) -> str:
+        if run.model_args.model_name_or_path:
+            return portable(run.model_args.model_name_or_path)
         return f"model size {run.model_args.model_size}"
 
     def save(self, run: Run, model) -> None:
@@ -240,7 +260,7 @@ class TextClassificationTask(ClassificationTask):
             if f"test_{key}" in results
         ]
         hyperparameters = {
-            "model_size": model_args.model_size,
+            "model_size": model_args.model_size if not model_args.model_name_or_path else portable(model_args.model_name_or_path),
             "config_overrides": model_args.config_overrides,
             "rdrop_alpha": model_args.rdrop_alpha,
             **config_hyperparameters(config),

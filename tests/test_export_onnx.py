@@ -40,6 +40,8 @@ def test_cli_exports_and_quantises_int8(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "onnx" / "onnx_export.json").read_text())
     assert set(report["files"]) == {"model.onnx", "model_int8.onnx"}
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "onnx").glob("model.onnx*"))  # the graph + its .data
+    assert report["files"]["model.onnx"] == on_disk > (tmp_path / "onnx" / "model.onnx").stat().st_size
     assert report["max_abs_logit_difference"] < 1e-4
     assert report["int8_max_abs_logit_difference"] < 0.05  # tiny random model; measured 4e-4
 
