@@ -7,6 +7,9 @@ Two modes:
 * ``--model_dir DIR [--pruned 50=DIR ...]``: a trained MNIST image classifier or THUCNews text classifier (and
   pruned + fine-tuned ones, see ``recipes/prune.py``); accuracy on the recipe's test split (``--max_test_samples``),
   speed at batch 1 and 32 on test images or headlines (headlines padded to the longest of the batch).
+* ``--model_dir DIR`` of a Tatoeba translator (Transformer or GRU): greedy translation with the key/value cache
+  (``generate()`` against onnxruntime's encoder + decoder-step graphs, ``OnnxSeq2SeqGenerator``), test BLEU on
+  ``--max_test_samples`` pairs, speed translating 1 and 32 test sentences.
 * ``--random vit|gfnet``: speed only, where compute dominates: ViT-S/16 (or a GFNet of the same width and depth) at
   224 pixels with random weights, as in bench_vision_speed.py; the pruned variants remove 25/50 % of heads and MLP
   units by L1 norm (random weights have no meaningful loss).
@@ -14,7 +17,8 @@ Two modes:
 Every variant's repetitions are interleaved with fp32 eager's in one process (the order reversed every round), the
 median taken after warm-up; ``speedup`` is fp32 eager's median CPU time over the variant's (so > 1 is faster), on
 ``--threads`` threads for torch and onnxruntime alike. bf16 runs only at batch 1 and on at most ``--bf16_samples``
-test examples: this CPU has no bf16 hardware. Prints one JSON object and writes it to ``--output`` if given.
+test examples: this CPU has no bf16 hardware. ``agreement_with_fp32`` is the share of test examples whose prediction
+(class, or translation) equals fp32 eager's. Prints one JSON object and writes it to ``--output`` if given.
 
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/vit_small \
         --pruned 50=outputs/vit_small_pruned50_ft --threads 1 --output benchmarks/results/x.json
@@ -46,7 +50,8 @@ from hf_models import (  # noqa: E402
     VisionTransformerConfig,
     VisionTransformerForImageClassification,
 )
-from hf_models.export_onnx import IMAGE, OnnxClassifier, export, load_model, onnx_bytes, task_of  # noqa: E402
+from hf_models.export_onnx import IMAGE, SEQ2SEQ, OnnxClassifier, OnnxSeq2SeqGenerator, export, load_model, onnx_bytes  # noqa: E402
+from hf_models.export_onnx import task_of  # noqa: E402
 from hf_models.export_onnx import quantize_dynamic_onnx, quantize_static_onnx  # noqa: E402
 from hf_models.pruning import mlp_unit_importance, lowest, prune_heads, prune_mlp_units  # noqa: E402
 from hf_models.quantization import quantize_saved_model  # noqa: E402
@@ -66,6 +71,7 @@ def parse_args(argv=None):
     parser.add_argument("--max_test_samples", type=int, default=10000, help="spread evenly over the test split")
     parser.add_argument("--bf16_samples", type=int, default=200)
     parser.add_argument("--calibration_examples", type=int, default=256, help="training examples for onnxruntime static int8")
+    parser.add_argument("--max_new_tokens", type=int, default=64, help="translators: the greedy length limit")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -121,9 +127,19 @@ def spread(total: int, count: int) -> list[int]:
 
 
 def recipe_examples(model_dir: Path, data_dir: str, split: str, count: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """``count`` examples spread over the recipe's ``split`` (MNIST images or THUCNews headlines) through the
-    model's own processor or tokenizer, as the pipeline would see them, and their labels."""
-    if task_of(load_model(model_dir)) == IMAGE:
+    """``count`` examples spread over the recipe's ``split`` (MNIST images, THUCNews headlines or Tatoeba English
+    sentences) through the model's own processor or tokenizer, as the pipeline would see them, and their labels (or
+    reference translations)."""
+    task = task_of(load_model(model_dir))
+    if task == SEQ2SEQ:
+        from translation_data import load_tatoeba, split_translation_dataset
+
+        rows = split_translation_dataset(load_tatoeba(data_dir))[split]
+        rows = rows.select(spread(len(rows), count))
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        inputs = tokenizer([pair["en"] for pair in rows["translation"]], truncation=True, padding=True, return_tensors="pt")
+        return dict(inputs), [pair["zh"] for pair in rows["translation"]]
+    if task == IMAGE:
         from mnist_data import load_mnist, split_mnist
 
         rows = split_mnist(load_mnist(data_dir))[split]
@@ -155,9 +171,54 @@ def onnx_predict(folder: Path, file: str, threads: int):
     return lambda inputs: classifier(**{name: tensor.numpy() for name, tensor in inputs.items()})
 
 
-def accuracy(predict, inputs: dict[str, torch.Tensor], labels: np.ndarray, batch_size: int = 256) -> float:
-    logits = np.concatenate([predict(batch) for batch in batched(inputs, batch_size)])
-    return float((logits.argmax(-1) == labels[: len(logits)]).mean())
+def generate_predict(model, max_new_tokens: int, dtype=None):
+    """Greedy translation with the key/value cache (the model's default), token ids out. Under ``no_grad`` as in
+    ``generate()`` itself: torchao's int8 weights cannot be sliced (the packed cross-attention projection) inside
+    ``inference_mode``."""
+
+    def predict(inputs):
+        with torch.no_grad():
+            return model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False).numpy()
+
+    return predict
+
+
+def onnx_generate_predict(folder: Path, suffix: str, threads: int, max_new_tokens: int):
+    generator = OnnxSeq2SeqGenerator(folder, suffix, num_threads=threads)
+    return lambda inputs: generator.generate(inputs["input_ids"].numpy(), inputs["attention_mask"].numpy(), max_new_tokens)
+
+
+class ClassifierScore:
+    """Arg-max classes of the logits, and their accuracy."""
+
+    batch_size = 256
+
+    def predictions(self, predict, inputs: dict[str, torch.Tensor]) -> list:
+        return np.concatenate([predict(batch).argmax(-1) for batch in batched(inputs, self.batch_size)]).tolist()
+
+    def metrics(self, predictions: list, labels) -> dict:
+        return {"test_accuracy": float(np.mean(np.asarray(predictions) == np.asarray(labels)))}
+
+
+class TranslationScore:
+    """Decoded greedy translations, and their sacreBLEU (zh tokenisation, as the translation recipe scores)."""
+
+    batch_size = 64
+
+    def __init__(self, model_dir: Path):
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def predictions(self, predict, inputs: dict[str, torch.Tensor]) -> list:
+        texts = []
+        for batch in batched(inputs, self.batch_size):
+            ids = predict(batch)
+            texts += [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return texts
+
+    def metrics(self, predictions: list, references) -> dict:
+        import sacrebleu
+
+        return {"test_bleu": sacrebleu.corpus_bleu(predictions, [list(references)], tokenize="zh").score}
 
 
 def folder_bytes(path: Path, suffix: str) -> int:
@@ -202,6 +263,26 @@ def build_variants(args, model_dir: Path, work: Path, calibration: dict[str, tor
     return variants
 
 
+def build_translation_variants(args, model_dir: Path, work: Path) -> dict:
+    """Greedy translation variants: ``generate()`` in fp32, bf16 and torchao int8, and onnxruntime's greedy loop over
+    the exported encoder + decoder-step graphs in fp32 and dynamic int8. (No static int8 or pruned rows: the
+    decoder step's calibration inputs would be caches, and the translator has no pruning recovery recipe.)"""
+    threads, all_batches, tokens = args.threads, args.batch_sizes, args.max_new_tokens
+    size = folder_bytes(model_dir, ".safetensors")
+    variants = {"fp32 eager": (generate_predict(load_model(model_dir), tokens), size, all_batches)}
+    variants["bf16"] = (generate_predict(load_model(model_dir, dtype=torch.bfloat16), tokens), size, [1])
+    for mode in ("dynamic", "weight_only"):
+        quantized = quantize_saved_model(model_dir, work / f"torchao_{mode}", mode)
+        quantized_size = folder_bytes(work / f"torchao_{mode}", ".safetensors")
+        variants[f"torchao int8 {mode}"] = (generate_predict(quantized, tokens), quantized_size, all_batches)
+    onnx_dir = work / "onnx"
+    export(model_dir, onnx_dir, quantize="int8")
+    for suffix, name in (("", "onnxruntime fp32"), ("_int8", "onnxruntime int8 dynamic")):
+        graphs_size = sum(onnx_bytes(onnx_dir / f"{graph}{suffix}.onnx") for graph in ("encoder", "decoder"))
+        variants[name] = (onnx_generate_predict(onnx_dir, suffix, threads, tokens), graphs_size, all_batches)
+    return variants
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -221,16 +302,23 @@ def main(argv=None) -> dict:
             pruned = dict(item.split("=", 1) for item in args.pruned)
             pruned = {fraction: Path(folder) for fraction, folder in pruned.items()}
             test = recipe_examples(model_dir, args.data_dir, "test", args.max_test_samples)
-            calibration, _ = recipe_examples(model_dir, args.data_dir, "train", args.calibration_examples)
             timing = test[0]
-        variants = build_variants(args, model_dir, work, calibration, pruned)
-        results = {}
+        if args.model_dir and task_of(load_model(model_dir)) == SEQ2SEQ:
+            variants, score = build_translation_variants(args, model_dir, work), TranslationScore(model_dir)
+        else:
+            if args.model_dir:
+                calibration, _ = recipe_examples(model_dir, args.data_dir, "train", args.calibration_examples)
+            variants, score = build_variants(args, model_dir, work, calibration, pruned), ClassifierScore()
+        results, fp32_predictions = {}, None
         for name, (predict, size, batch_sizes) in variants.items():
             row = {"bytes": size, "size_vs_fp32": size / variants["fp32 eager"][1]}
             if test is not None:
                 chosen = spread(len(test[1]), args.bf16_samples if name == "bf16" else len(test[1]))
-                row["test_accuracy"] = accuracy(predict, {k: v[chosen] for k, v in test[0].items()}, test[1][chosen])
-                row["test_samples"] = len(chosen)
+                predictions = score.predictions(predict, {key: value[chosen] for key, value in test[0].items()})
+                row.update(score.metrics(predictions, [test[1][index] for index in chosen]))
+                fp32_predictions = fp32_predictions or predictions  # fp32 eager comes first, on every example
+                same = [predictions[i] == fp32_predictions[index] for i, index in enumerate(chosen)]
+                row["agreement_with_fp32"], row["test_samples"] = float(np.mean(same)), len(chosen)
             results[name] = row
         for batch_size in args.batch_sizes:
             inputs = batched(timing, batch_size)[0]
