@@ -24,6 +24,7 @@ test examples: this CPU has no bf16 hardware. ``agreement_with_fp32`` is the sha
         --pruned 50=outputs/vit_small_pruned50_ft --threads 1 --output benchmarks/results/x.json
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/text_classification_base
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --random vit --threads 1 --reps 3
+    .venv/bin/python benchmarks/bench_inference_optimisation.py --table benchmarks/results/x.json  # markdown
 """
 
 import argparse
@@ -283,7 +284,35 @@ def build_translation_variants(args, model_dir: Path, work: Path) -> dict:
     return variants
 
 
+def markdown_table(report: dict) -> str:
+    """The README/card table of a report: one row per variant."""
+    rows = report["variants"]
+    metric = next((key for key in ("test_accuracy", "test_bleu") if key in rows["fp32 eager"]), None)
+    batches = sorted({int(key[5:-8]) for row in rows.values() for key in row if key.endswith("_speedup")})
+    header = ["variant"]
+    if metric:
+        header += ["test accuracy (%)" if metric == "test_accuracy" else "test BLEU", "same prediction as fp32"]
+    header += ["size vs fp32", *[f"speed-up batch {batch}" for batch in batches]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, row in rows.items():
+        cells = [name]
+        if metric:
+            value = 100 * row[metric] if metric == "test_accuracy" else row[metric]
+            samples = "" if row["test_samples"] == rows["fp32 eager"]["test_samples"] else f" ({row['test_samples']} examples)"
+            agreement = row.get("agreement_with_fp32")  # reports before 2026-12-03 lack it
+            cells += [f"{value:.2f}{samples}", "-" if agreement is None else f"{100 * agreement:.1f} %"]
+        cells.append(f"{100 * row['size_vs_fp32']:.0f} %")
+        for batch in batches:
+            speedup = row.get(f"batch{batch}_speedup")
+            cells.append("1 (baseline)" if name == "fp32 eager" else f"{speedup:.2f}x" if speedup else "not run")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
+    if argv is None and sys.argv[1:2] == ["--table"]:  # a saved report as a markdown table
+        print(markdown_table(json.loads(Path(sys.argv[2]).read_text())))
+        return {}
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as temp:

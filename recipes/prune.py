@@ -29,6 +29,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, HfArgumentParser, se
 
 import train_image_classification
 import train_text_classification
+from model_card import portable
 from hf_models.export_onnx import IMAGE, TEXT, load_model, task_of
 from hf_models.pruning import check_fraction, prune
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     recipe_args = ["--model_name_or_path", str(pruned_dir), "--output_dir", str(output_dir), "--seed", str(args.seed)]
     results = RECIPES[task].main(recipe_args + recipe_argv)
     card = output_dir / "README.md"
-    card.write_text(card.read_text() + f"\n## Pruning\n\n{pruning_section(report, args.model_name_or_path)}\n")
+    card.write_text(card.read_text() + f"\n## Pruning\n\n{pruning_section(report, portable(Path(args.model_name_or_path).resolve()))}\n")
     results_file = output_dir / "results.json"
     saved = json.loads(results_file.read_text()) if results_file.exists() else {}
     results_file.write_text(json.dumps({**saved, "pruning": report}, indent=2) + "\n")

@@ -183,7 +183,9 @@ class FederatedTask:
         self.randomness = self.run.randomness
         if self.is_text:
             self.data["test"] = sorted_by_length(self.data["test"])
-        local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", tempfile.mkdtemp(prefix="federated_client_")]
+        # Local Trainers save nothing; their output_dir is a scratch folder, removed with this object (or at exit).
+        self.scratch = tempfile.TemporaryDirectory(prefix="federated_client_")
+        local_argv = [*self.argv, *LOCAL_TRAINING_FLAGS, "--output_dir", self.scratch.name]
         self.local_args = parse_federated_arguments(local_argv)[3]
         # Images become pixel_values on the fly from the image column: the transforms need every column.
         self.local_args.remove_unused_columns = self.is_text and not self.data_args.piece_split_probability
