@@ -72,7 +72,8 @@ def parse_args(argv=None):
     parser.add_argument("--max_test_samples", type=int, default=10000, help="spread evenly over the test split")
     parser.add_argument("--bf16_samples", type=int, default=200)
     parser.add_argument("--calibration_examples", type=int, default=256, help="training examples for onnxruntime static int8")
-    parser.add_argument("--max_new_tokens", type=int, default=64, help="translators: the greedy length limit")
+    parser.add_argument("--max_new_tokens", type=int, help="translators: the greedy length limit (default: the saved "
+                        "generation config's max_length, start token excluded, as the recipe and the pipeline decode)")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -172,7 +173,7 @@ def onnx_predict(folder: Path, file: str, threads: int):
     return lambda inputs: classifier(**{name: tensor.numpy() for name, tensor in inputs.items()})
 
 
-def generate_predict(model, max_new_tokens: int, dtype=None):
+def generate_predict(model, max_new_tokens: int):
     """Greedy translation with the key/value cache (the model's default), token ids out. Under ``no_grad`` as in
     ``generate()`` itself: torchao's int8 weights cannot be sliced (the packed cross-attention projection) inside
     ``inference_mode``."""
@@ -269,6 +270,8 @@ def build_translation_variants(args, model_dir: Path, work: Path) -> dict:
     the exported encoder + decoder-step graphs in fp32 and dynamic int8. (No static int8 or pruned rows: the
     decoder step's calibration inputs would be caches, and the translator has no pruning recovery recipe.)"""
     threads, all_batches, tokens = args.threads, args.batch_sizes, args.max_new_tokens
+    if tokens is None:
+        tokens = args.max_new_tokens = transformers.GenerationConfig.from_pretrained(model_dir).max_length - 1
     size = folder_bytes(model_dir, ".safetensors")
     variants = {"fp32 eager": (generate_predict(load_model(model_dir), tokens), size, all_batches)}
     variants["bf16"] = (generate_predict(load_model(model_dir, dtype=torch.bfloat16), tokens), size, [1])
@@ -368,6 +371,7 @@ def main(argv=None) -> dict:
         "command": " ".join(sys.argv),
         "model": args.model_dir or f"random {args.random} 224px (ViT-S/16 sizes)",
         "threads": args.threads,
+        **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "variants": results,
