@@ -17,7 +17,7 @@ Two modes:
 Every variant's repetitions are interleaved with fp32 eager's in one process (the order reversed every round), the
 median taken after warm-up; ``speedup`` is fp32 eager's median CPU time over the variant's (so > 1 is faster), on
 ``--threads`` threads for torch and onnxruntime alike. bf16 runs only at batch 1 and on at most ``--bf16_samples``
-test examples: this CPU has no bf16 hardware. ``agreement_with_fp32`` is the share of test examples whose prediction
+test examples (slow where the CPU has no bf16 instructions). ``agreement_with_fp32`` is the share of test examples whose prediction
 (class, or translation) equals fp32 eager's. Prints one JSON object and writes it to ``--output`` if given.
 
     nice -n 10 .venv/bin/python benchmarks/bench_inference_optimisation.py --model_dir outputs/vit_small \

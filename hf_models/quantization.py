@@ -9,9 +9,10 @@ Modes (torchao, every ``nn.Linear``; weights int8 per output channel, symmetric)
 * ``weight_only``: int8 weights dequantised in the matrix product; activations stay in floating point.
 
 Static (calibrated) int8 is onnxruntime's (``hf_models.export_onnx.quantize_static_onnx``): torchao's static config
-takes one activation scale per config, and ``TorchAoConfig`` applies one config to every layer. On this project's CPU
-(AVX2, no VNNI) torchao's int8 kernels are SLOWER than fp32 (see the README's "Deployment" section for the numbers);
-the torchao path is for size (int8 weights on disk) and for GPUs, onnxruntime's for CPU speed.
+takes one activation scale per config, and ``TorchAoConfig`` applies one config to every layer. On CPU torchao's int8
+was slower than fp32 on the small published models and behind onnxruntime's int8 on ViT-S/16 (the README's
+"Deployment" section has the numbers): the torchao path is for size (int8 weights on disk, reloaded with
+``from_pretrained``) and for GPUs, onnxruntime's for CPU speed.
 """
 
 import argparse

@@ -1,8 +1,8 @@
 """bf16/fp16 inference for every family: ``from_pretrained(..., dtype=...)``, autocast, and ``pipeline(dtype=...)``.
 
-Matrix products run in the requested dtype; the Fourier mixers' FFTs stay fp32 (as in training). This CPU has no
-bf16 hardware (a bf16 matrix product is ~80x slower than fp32 here): the tests use tiny models and check behaviour,
-not speed.
+Matrix products run in the requested dtype; the Fourier mixers' FFTs stay fp32 (as in training). On a CPU without
+bf16 instructions (some machines that run CI) a bf16 matrix product is ~80x slower than fp32: the tests use tiny
+models and check behaviour, not speed.
 """
 
 import pytest

@@ -1,8 +1,8 @@
 """Mixed precision as the recipes run it: bf16 really autocasts on CPU, fp16 is refused where it would do nothing,
 and fp16 on a GPU scales the loss. (The FFT layers' fp32 islands inside autocast are tested with GFNet and AFNO.)
 
-This CPU has no bf16 hardware (a bf16 matrix product runs at about 1 GFLOP/s), so the bf16 run is one step of a tiny
-model.
+On a CPU without bf16 instructions (some machines that run CI) a bf16 matrix product runs at about 1 GFLOP/s, so the bf16
+run is one step of a tiny model.
 """
 
 import sys
