@@ -5,6 +5,8 @@ of identical pre-LayerNorm blocks alternates a *token mixer* (attention for ViT,
 AFNO) with a per-token MLP. Only the token mixer differs, so a family is its mixer plus a few lines of glue.
 """
 
+import math
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -58,6 +60,51 @@ def resize_grid(grid: torch.Tensor, height: int, width: int, mode: str = "bicubi
         grid.permute(2, 0, 1).unsqueeze(0), size=(height, width), mode=mode, align_corners=False
     )
     return resized.squeeze(0).permute(1, 2, 0)
+
+
+def _dft_matrices(n: int, frequencies: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos`` and ``sin`` of ``2 pi k j / n`` for ``k < frequencies``, ``j < n``: the real DFT matrices."""
+    k = torch.arange(frequencies, dtype=torch.float64, device=like.device)[:, None]
+    j = torch.arange(n, dtype=torch.float64, device=like.device)[None, :]
+    angle = (2 * math.pi / n) * k * j
+    return angle.cos().to(like.dtype), angle.sin().to(like.dtype)
+
+
+def rfft2_ortho(grid: torch.Tensor) -> torch.Tensor:
+    """``torch.fft.rfft2(grid, dim=(1, 2), norm="ortho")`` of a real ``(batch, height, width, channels)`` grid.
+
+    While exporting to ONNX it is written as products with the real DFT matrices instead: onnxruntime's CPU ``DFT``
+    kernel made the exported GFNet/AFNO 3-15x slower than PyTorch eager, while at these token grids (7 x 7 to
+    14 x 14) the products are a few small matrix multiplications, equal to the FFT within float rounding."""
+    if not torch.compiler.is_exporting():
+        return torch.fft.rfft2(grid, dim=(1, 2), norm="ortho")
+    height, width = grid.shape[1], grid.shape[2]
+    cos_w, sin_w = _dft_matrices(width, width // 2 + 1, grid)
+    cos_h, sin_h = _dft_matrices(height, height, grid)
+    # along the width (real input): (batch, height, frequencies, channels), then the height axis moved next to last
+    real, imag = (cos_w @ grid).transpose(1, 2), (-(sin_w @ grid)).transpose(1, 2)
+    scale = 1 / math.sqrt(height * width)
+    real, imag = (cos_h @ real + sin_h @ imag) * scale, (cos_h @ imag - sin_h @ real) * scale
+    return torch.view_as_complex(torch.stack((real.transpose(1, 2), imag.transpose(1, 2)), dim=-1))
+
+
+def irfft2_ortho(spectrum: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``torch.fft.irfft2(spectrum, s=size, dim=(1, 2), norm="ortho")``; while exporting, as matrix products (see
+    :func:`rfft2_ortho`). The imaginary parts of the zero and Nyquist columns are ignored, as the FFT does."""
+    if not torch.compiler.is_exporting():
+        return torch.fft.irfft2(spectrum, s=size, dim=(1, 2), norm="ortho")
+    height, width = size
+    real, imag = (part.transpose(1, 2) for part in torch.view_as_real(spectrum).unbind(-1))
+    cos_h, sin_h = _dft_matrices(height, height, real)
+    real, imag = (cos_h @ real - sin_h @ imag).transpose(1, 2), (sin_h @ real + cos_h @ imag).transpose(1, 2)
+    frequencies = real.shape[2]
+    cos_w, sin_w = _dft_matrices(width, frequencies, real)
+    # each column but the zero (and, for an even width, the Nyquist) one stands for itself and its conjugate
+    counts = torch.full((frequencies, 1), 2.0, dtype=real.dtype, device=real.device)
+    counts[0] = 1
+    if width % 2 == 0:
+        counts[-1] = 1
+    return ((cos_w * counts).T @ real - (sin_w * counts).T @ imag) / math.sqrt(height * width)
 
 
 class DropPath(nn.Module):

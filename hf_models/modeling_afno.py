@@ -18,6 +18,8 @@ from .layers import (
     ImageClassificationMixin,
     VisionPreTrainedModel,
     init_patch_model_weights,
+    irfft2_ortho,
+    rfft2_ortho,
 )
 
 
@@ -102,7 +104,7 @@ class AFNOSpectralMixing(nn.Module):
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
             grid = hidden_states.float().unflatten(1, (height, width))
             # (batch, height, width // 2 + 1, hidden, 2): real and imaginary parts, computed on as real tensors
-            spectrum = torch.view_as_real(torch.fft.rfft2(grid, dim=(1, 2), norm="ortho"))
+            spectrum = torch.view_as_real(rfft2_ortho(grid))
             kept = torch.cat((spectrum[:, :top, :columns], spectrum[:, bottom:, :columns]), dim=1)
             mixed = self.spectral_mlp(kept)
             if bottom > top:  # the dropped rows are zero
@@ -110,7 +112,7 @@ class AFNOSpectralMixing(nn.Module):
                 mixed = torch.cat((mixed[:, :top], zeros, mixed[:, top:]), dim=1)
             # the dropped columns are zero
             mixed = nn.functional.pad(mixed, (0, 0, 0, 0, 0, spectrum.shape[2] - columns))
-            mixed = torch.fft.irfft2(torch.view_as_complex(mixed), s=(height, width), dim=(1, 2), norm="ortho")
+            mixed = irfft2_ortho(torch.view_as_complex(mixed), (height, width))
         mixed = mixed.flatten(1, 2).to(dtype)
         return (mixed + hidden_states if self.spectral_residual else mixed), None
 

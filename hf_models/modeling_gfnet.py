@@ -19,7 +19,9 @@ from .layers import (
     ImageClassificationMixin,
     VisionPreTrainedModel,
     init_patch_model_weights,
+    irfft2_ortho,
     resize_grid,
+    rfft2_ortho,
 )
 
 
@@ -62,9 +64,8 @@ class GlobalFilter(nn.Module):
         height, width = grid_size
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
             grid = hidden_states.float().unflatten(1, (height, width))
-            spectrum = torch.fft.rfft2(grid, dim=(1, 2), norm="ortho")
-            spectrum = spectrum * self.filter_for(height, width)
-            filtered = torch.fft.irfft2(spectrum, s=(height, width), dim=(1, 2), norm="ortho")
+            spectrum = rfft2_ortho(grid) * self.filter_for(height, width)
+            filtered = irfft2_ortho(spectrum, (height, width))
         return filtered.flatten(1, 2).to(dtype), None
 
 

@@ -111,3 +111,29 @@ def test_transformer_families_and_afno_export_and_match(family, tmp_path):
         assert report["greedy_tokens_identical"] and set(report["files"]) == {"encoder.onnx", "decoder.onnx"}
     else:
         assert report["max_abs_logit_difference"] < 1e-4
+
+
+@pytest.mark.parametrize("height, width", [(7, 7), (4, 4), (8, 6), (5, 8)])
+def test_fourier_transforms_as_matrix_products_equal_the_fft(height, width, monkeypatch):
+    """While exporting, rfft2/irfft2 are products with the real DFT matrices (onnxruntime's DFT kernel is slow):
+    the same values as torch.fft for odd and even grids, and the same inverse of any spectrum, Hermitian or not
+    (the imaginary parts of the zero and Nyquist columns are ignored, as torch.fft.irfft2 does)."""
+    from hf_models.layers import irfft2_ortho, rfft2_ortho
+
+    grid = torch.randn(3, height, width, 5)
+    spectrum = torch.randn(3, height, width // 2 + 1, 5, dtype=torch.complex64)
+    expected = rfft2_ortho(grid), irfft2_ortho(spectrum, (height, width))
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    torch.testing.assert_close(rfft2_ortho(grid), expected[0], atol=2e-6, rtol=0)
+    torch.testing.assert_close(irfft2_ortho(spectrum, (height, width)), expected[1], atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["gfnet", "afno"])
+def test_fourier_models_export_without_the_dft_op(family, tmp_path):
+    import onnx
+
+    tiny_classifier(family).save_pretrained(tmp_path / "model")
+    report = export(tmp_path / "model", tmp_path / "onnx")
+    assert report["max_abs_logit_difference"] < 1e-4
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx"), load_external_data=False).graph
+    assert "DFT" not in {node.op_type for node in graph.node} and "MatMul" in {node.op_type for node in graph.node}
