@@ -128,11 +128,10 @@ def spread(total: int, count: int) -> list[int]:
     return np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
 
 
-def recipe_examples(model_dir: Path, data_dir: str, split: str, count: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """``count`` examples spread over the recipe's ``split`` (MNIST images, THUCNews headlines or Tatoeba English
-    sentences) through the model's own processor or tokenizer, as the pipeline would see them, and their labels (or
-    reference translations)."""
-    task = task_of(load_model(model_dir))
+def recipe_examples(task: str, model_dir: Path, data_dir: str, split: str, count: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """``count`` examples spread over the ``split`` of the ``task``'s recipe (MNIST images, THUCNews headlines or
+    Tatoeba English sentences) through the model's own processor or tokenizer, as the pipeline would see them, and
+    their labels (or reference translations)."""
     if task == SEQ2SEQ:
         from translation_data import load_tatoeba, split_translation_dataset
 
@@ -333,13 +332,14 @@ def main(argv=None) -> dict:
             model_dir = Path(args.model_dir)
             pruned = dict(item.split("=", 1) for item in args.pruned)
             pruned = {fraction: Path(folder) for fraction, folder in pruned.items()}
-            test = recipe_examples(model_dir, args.data_dir, "test", args.max_test_samples)
+            task = task_of(load_model(model_dir))
+            test = recipe_examples(task, model_dir, args.data_dir, "test", args.max_test_samples)
             timing = test[0]
-        if args.model_dir and task_of(load_model(model_dir)) == SEQ2SEQ:
+        if args.model_dir and task == SEQ2SEQ:
             variants, score = build_translation_variants(args, model_dir, work), TranslationScore(model_dir)
         else:
             if args.model_dir:
-                calibration, _ = recipe_examples(model_dir, args.data_dir, "train", args.calibration_examples)
+                calibration, _ = recipe_examples(task, model_dir, args.data_dir, "train", args.calibration_examples)
             variants, score = build_variants(args, model_dir, work, calibration, pruned), ClassifierScore()
         results, fp32_predictions = {}, None
         for name, (predict, size, batch_sizes) in variants.items():

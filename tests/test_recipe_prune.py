@@ -20,14 +20,19 @@ QUICK = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--per_device
          "--max_test_samples", "16"]  # fmt: skip
 
 
+def prune_base(tmp_path, head_fraction: str, mlp_fraction: str, recipe_argv: list[str]) -> dict:
+    """``recipes/prune.py`` on ``tmp_path/base`` into ``tmp_path/pruned``: 2 calibration batches of 8 examples."""
+    return prune.main([
+        "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "pruned"),
+        "--head_fraction", head_fraction, "--mlp_fraction", mlp_fraction, "--calibration_batches", "2",
+        "--calibration_batch_size", "8", "--", *recipe_argv,
+    ])  # fmt: skip
+
+
 @pytest.mark.slow
 def test_prune_recipe_prunes_fine_tunes_and_states_it_in_the_card(tmp_path):
     train(["--arch", "vit", "--model_size", "small", "--output_dir", str(tmp_path / "base"), *QUICK])
-    results = prune.main([
-        "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "pruned"),
-        "--head_fraction", "0.5", "--mlp_fraction", "0.5", "--calibration_batches", "2",
-        "--calibration_batch_size", "8", "--", *QUICK,
-    ])  # fmt: skip
+    results = prune_base(tmp_path, "0.5", "0.5", QUICK)
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "pruned")
     assert model.config.num_attention_heads_per_layer == [2, 2, 2]  # small: 3 layers of 4 heads
     assert model.config.intermediate_size_per_layer == [64, 64, 64]  # of 128
@@ -42,11 +47,7 @@ def test_prune_recipe_prunes_fine_tunes_and_states_it_in_the_card(tmp_path):
 def test_prune_recipe_prunes_a_text_classifier_and_fine_tunes_it_with_its_own_tokenizer(tmp_path):
     text_quick = [*QUICK, "--max_seq_length", "24", "--max_eval_samples", "16"]
     train_text(["--model_size", "small", "--output_dir", str(tmp_path / "base"), *text_quick])
-    results = prune.main([
-        "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "pruned"),
-        "--head_fraction", "0.5", "--mlp_fraction", "0.25", "--calibration_batches", "2",
-        "--calibration_batch_size", "8", "--", *text_quick,
-    ])  # fmt: skip
+    results = prune_base(tmp_path, "0.5", "0.25", text_quick)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned")
     assert model.config.encoder_attention_heads_per_layer == [2, 2]  # small: 2 layers of 4 heads
     assert model.config.encoder_intermediate_size_per_layer == [384, 384]  # of 512
