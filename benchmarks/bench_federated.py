@@ -61,6 +61,9 @@ RUNS = {
     "fedavg_alpha0.5": ["--strategy", "fedavg", "--alpha", "0.5"],
     "fedavg_alpha0.1": ["--strategy", "fedavg", "--alpha", "0.1"],
     "fedprox_alpha0.1": ["--strategy", "fedprox", "--proximal_mu", "0.01", "--alpha", "0.1"],
+    "fedavgm_iid": ["--strategy", "fedavgm", "--server_momentum", "0.9"],
+    "fedavgm_alpha0.5": ["--strategy", "fedavgm", "--server_momentum", "0.9", "--alpha", "0.5"],
+    "fedavgm_alpha0.1": ["--strategy", "fedavgm", "--server_momentum", "0.9", "--alpha", "0.1"],
     "fedavg_iid_dp": ["--strategy", "fedavg", "--dp_noise_multiplier", "1.0", "--dp_clipping_norm", "1.0"],
 }
 

@@ -5,6 +5,7 @@
     python recipes/train_federated.py --task image --arch vit --model_size base --strategy fedprox --proximal_mu 0.01 \
         --num_clients 10 --fraction_train 0.5 --output_dir outputs/federated_vit
     python recipes/train_federated.py ... --mode deployment        # SuperLink + SuperNodes as processes on 127.0.0.1
+    python recipes/train_federated.py ... --strategy fedavgm --server_momentum 0.9       # FedAvg + server momentum
     python recipes/train_federated.py ... --dp_noise_multiplier 1.0 --dp_clipping_norm 1.0   # central DP
     python recipes/train_federated.py ... --resume                 # continue from the last saved round
 

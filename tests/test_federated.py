@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 sys.path[:0] = [str(RECIPES), str(RECIPES / "federated")]  # script folders, not packages
 
-from flwr.serverapp.strategy import FedAvg  # noqa: E402
+from flwr.serverapp.strategy import FedAvg, FedAvgM  # noqa: E402
 from model_card_checks import check_card, point_snippet_at, run_snippets, usage_snippet  # noqa: E402
 
 import train_federated  # noqa: E402
@@ -142,6 +142,50 @@ def test_deployment_superlink_and_two_supernodes_complete_a_round_with_client_si
     assert (output_dir / "deployment" / "supernode_1.log").is_file()
 
 
+@pytest.mark.slow
+def test_fedavgm_steps_along_the_server_momentum_and_a_resume_keeps_it(tmp_path):
+    """Three FedAvgM rounds, the third after a resume: each global model is w - lr (beta m + (w - FedAvg of the
+    clients)), by hand from what the clients were sent and what FedAvg made of their replies. A resume that lost
+    the momentum would give round 3 a different model."""
+    sent, averaged = [], []
+    configure_train, aggregate_train = FedAvg.configure_train, FedAvg.aggregate_train
+
+    def recording_configure_train(self, server_round, arrays, config, grid):
+        sent.append(arrays.to_torch_state_dict())
+        return configure_train(self, server_round, arrays, config, grid)
+
+    def recording_aggregate_train(self, server_round, replies):
+        arrays, metrics = aggregate_train(self, server_round, replies)  # FedAvgM's plain average, before its step
+        averaged.append(arrays.to_torch_state_dict())
+        return arrays, metrics
+
+    run = [*TEXT_RUN, "--strategy", "fedavgm", "--server_momentum", "0.5", "--server_learning_rate", "1.5", "--output_dir", str(tmp_path)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FedAvg, "configure_train", recording_configure_train)
+        patch.setattr(FedAvg, "aggregate_train", recording_aggregate_train)
+        patch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        patch.setenv("OMP_NUM_THREADS", "1")
+        train_federated.main([*run, "--num_rounds", "2"])
+        saved_momentum = load_file(tmp_path / "federated_checkpoint" / "server_momentum.safetensors")
+        results = train_federated.main([*run, "--num_rounds", "3", "--resume"])
+    assert len(sent) == len(averaged) == 3 and [row["round"] for row in results["history"]] == [0, 1, 2, 3]
+    assert "FedAvgM (Hsu et al. 2019), server learning rate 1.5, momentum 0.5" in (tmp_path / "README.md").read_text()
+    final = load_file(tmp_path / "model.safetensors")
+    momentum = {name: torch.zeros_like(tensor, dtype=torch.float64) for name, tensor in sent[0].items()}
+    for round_index, (start, average) in enumerate(zip(sent, averaged)):
+        expected = {}
+        for name in start:
+            momentum[name] = (0.5 * momentum[name] if round_index else 0) + start[name].double() - average[name].double()
+            expected[name] = start[name].double() - 1.5 * momentum[name]
+        following = sent[round_index + 1] if round_index < 2 else final
+        for name in start:
+            torch.testing.assert_close(following[name].double(), expected[name], rtol=1e-5, atol=1e-6)
+        if round_index == 1:
+            for name in start:
+                torch.testing.assert_close(saved_momentum[name].double(), momentum[name], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(final[name], averaged[-1][name]) for name in final)
+
+
 def single_gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
     """Straight from dp-accounting (Google's library, under Flower's accountant), for one Gaussian mechanism."""
     from dp_accounting import dp_event, rdp
@@ -161,6 +205,9 @@ def single_gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
         (["--num_clients", "91"], "--num_clients 91 x --min_partition_size 1 is more than the 90 training examples"),
         (["--dp_noise_multiplier", "0"], "--dp_noise_multiplier must be > 0"),
         (["--task", "audio"], "--task 'audio' unknown"),
+        (["--server_momentum", "0.9"], "--server_momentum applies to --strategy fedavgm only"),
+        (["--strategy", "fedavgm", "--server_momentum", "1"], r"--server_momentum must be in \[0, 1\)"),
+        (["--strategy", "fedavgm", "--server_learning_rate", "0"], "--server_learning_rate must be > 0"),
     ],
 )
 def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tmp_path):

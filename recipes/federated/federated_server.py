@@ -1,4 +1,4 @@
-"""The ServerApp: samples clients, aggregates their models with FedAvg or FedProx (optionally under central
+"""The ServerApp: samples clients, aggregates their models with FedAvg, FedAvgM or FedProx (optionally under central
 differential privacy), scores the global model on the centralised recipe's test split after every round, keeps a
 checkpoint to resume from, and finally saves the model exactly as the centralised recipe saves its own.
 
@@ -18,9 +18,12 @@ from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideFixedClipping,
     FedAvg,
+    FedAvgM,
     FedProx,
     Strategy,
 )
+import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
 
 from federated_partition import write_partition
@@ -30,6 +33,7 @@ from model_card import portable
 logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
 CHECKPOINT = "federated_checkpoint"
+SERVER_MOMENTUM_FILE = "server_momentum.safetensors"
 RESULTS_FILE = "federated_results.json"
 TABLE_HEADER = "| round | test accuracy | test loss | seconds | bytes sent | clients | failures |"
 
@@ -103,9 +107,14 @@ def build_accountant(federated: FederatedArguments) -> RdpAccountant | None:
 
 
 def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | None) -> Strategy:
-    """FedAvg or FedProx, weighted by the clients' example counts; under DP wrapped in Flower's fixed-clipping
-    wrapper, whose noise calibration (std = noise x clip / clients) assumes an unweighted mean, so every client then
-    weighs 1. Only server-side evaluation: ``fraction_evaluate`` is 0."""
+    """FedAvg, FedAvgM or FedProx, weighted by the clients' example counts; under DP wrapped in Flower's
+    fixed-clipping wrapper, whose noise calibration (std = noise x clip / clients) assumes an unweighted mean, so
+    every client then weighs 1. Only server-side evaluation: ``fraction_evaluate`` is 0.
+
+    FedAvgM (Hsu et al. 2019) treats the round's change of the averaged model as a pseudo-gradient and steps along
+    its momentum: ``m = beta m + (w - mean_k w_k)``, ``w <- w - lr_server m``. On IID clients a FedAvg round moves
+    the model about as far as the local epochs on ONE client's share of the data; the momentum carries the
+    direction of earlier rounds and lengthens the step (1 / (1 - beta) in a steady direction)."""
     common = {
         "fraction_train": federated.fraction_train,
         "fraction_evaluate": 0.0,
@@ -113,11 +122,47 @@ def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | No
         "min_available_nodes": federated.num_clients,  # wait until every SuperNode is connected
         "weighted_by_key": "unit-weight" if accountant else "num-examples",
     }
-    strategy = FedProx(**common, proximal_mu=federated.proximal_mu) if federated.strategy == "fedprox" else FedAvg(**common)
+    if federated.strategy == "fedprox":
+        strategy = FedProx(**common, proximal_mu=federated.proximal_mu)
+    elif federated.strategy == "fedavgm":
+        strategy = FedAvgM(**common, server_learning_rate=federated.server_learning_rate, server_momentum=federated.server_momentum)
+    else:
+        strategy = FedAvg(**common)
     if accountant is None:
         return strategy
     wrapper = {"server": DifferentialPrivacyServerSideFixedClipping, "client": DifferentialPrivacyClientSideFixedClipping}[federated.dp_clipping]
     return wrapper(strategy, federated.dp_noise_multiplier, federated.dp_clipping_norm, federated.clients_per_round, accountant=accountant)
+
+
+def server_optimiser(strategy: Strategy) -> FedAvgM | None:
+    """The FedAvgM inside the (possibly DP-wrapped) strategy, whose momentum a checkpoint must keep."""
+    while not isinstance(strategy, FedAvgM):
+        strategy = getattr(strategy, "inner", None) or getattr(strategy, "strategy", None)
+        if strategy is None:
+            return None
+    return strategy
+
+
+def server_momentum(strategy: Strategy, names: list[str]) -> dict[str, torch.Tensor] | None:
+    """FedAvgM's momentum vector by weight name (None before the first aggregation, or without FedAvgM)."""
+    optimiser = server_optimiser(strategy)
+    if optimiser is None or optimiser.momentum_vector is None:
+        return None
+    return {name: torch.from_numpy(np.array(vector)) for name, vector in zip(names, optimiser.momentum_vector, strict=True)}
+
+
+def restore_server_momentum(strategy: Strategy, folder: Path, state: dict, names: list[str]) -> None:
+    """Puts the saved momentum back into FedAvgM: without it a resumed run would silently restart from zero momentum."""
+    optimiser = server_optimiser(strategy)
+    path = folder / SERVER_MOMENTUM_FILE
+    if optimiser is None or not state.get("server_momentum_saved"):
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume with --strategy fedavgm: {path} is missing (the server momentum of the saved rounds)")
+    saved = load_file(path)
+    if set(saved) != set(names):
+        raise ValueError(f"--resume: {path} holds momentum for other weights than the model's")
+    optimiser.momentum_vector = [saved[name].numpy() for name in names]
 
 
 def run_identity(task: FederatedTask) -> dict:
@@ -142,14 +187,19 @@ def load_checkpoint(task: FederatedTask, output_dir: Path) -> tuple[dict, dict]:
     changed = {key: (state["identity"].get(key), value) for key, value in identity.items() if state["identity"].get(key) != value}
     if changed:
         raise ValueError(f"--resume: the checkpoint in {folder} is from another setup (saved, now): {changed}")
-    return load_file(folder / "global_model.safetensors"), state
+    weights = load_file(folder / "global_model.safetensors")
+    # In the model's order, as the clients send them (safetensors sorts the names): FedAvgM pairs arrays by position.
+    return {name: weights[name] for name in task.model.state_dict()}, state
 
 
-def save_checkpoint(output_dir: Path, state_dict: dict, state: dict) -> None:
-    """Weights first, then state.json through a rename: a run killed mid-save leaves the previous round's state."""
+def save_checkpoint(output_dir: Path, state_dict: dict, state: dict, momentum: dict | None = None) -> None:
+    """Weights (and FedAvgM's momentum) first, then state.json through a rename: a run killed mid-save leaves the
+    previous round's state."""
     folder = output_dir / CHECKPOINT
     folder.mkdir(parents=True, exist_ok=True)
     save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, folder / "global_model.safetensors")
+    if momentum is not None:
+        save_file({name: tensor.contiguous() for name, tensor in momentum.items()}, folder / SERVER_MOMENTUM_FILE)
     temporary = folder / "state.json.tmp"
     temporary.write_text(json.dumps(state, indent=2) + "\n")
     temporary.replace(folder / "state.json")
@@ -166,7 +216,11 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
     """The card's "Federated training" section: the setup and the per-round table."""
     federated = task.federated
     partition = "IID" if federated.alpha is None else f"non-IID by label, Dirichlet(alpha={federated.alpha})"
-    strategy = "FedAvg (McMahan et al. 2017)" if federated.strategy == "fedavg" else f"FedProx (Li et al. 2020), mu={federated.proximal_mu}"
+    strategy = {
+        "fedavg": "FedAvg (McMahan et al. 2017)",
+        "fedavgm": f"FedAvgM (Hsu et al. 2019), server learning rate {federated.server_learning_rate:g}, momentum {federated.server_momentum:g}",
+        "fedprox": f"FedProx (Li et al. 2020), mu={federated.proximal_mu}",
+    }[federated.strategy]
     steps, epochs = task.training_args.max_steps, task.training_args.num_train_epochs
     local_work = f"{steps} steps" if steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
     lines = [
@@ -217,6 +271,9 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
         logger.info("resuming after round %d from %s", state["round"], output_dir / CHECKPOINT)
     resumed = bool(history)
     strategy = ObservedStrategy(build_strategy(federated, accountant), argv_json, first_round)
+    names = list(initial)
+    if resumed:
+        restore_server_momentum(strategy, output_dir / CHECKPOINT, state, names)
     started = time.perf_counter()
     previous_seconds = sum(row["seconds"] for row in history)
 
@@ -245,10 +302,11 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
             logger.info("progress:\n%s", TABLE_HEADER)
         logger.info("%s", table_row(row))
         (output_dir / "progress.json").write_text(json.dumps(history, indent=2) + "\n")
+        momentum = server_momentum(strategy, names)
         save_checkpoint(output_dir, state_dict, {
             "round": round_number, "identity": run_identity(task), "history": history,
-            "accountant": accountant.state_dict() if accountant else None,
-        })
+            "accountant": accountant.state_dict() if accountant else None, "server_momentum_saved": momentum is not None,
+        }, momentum)
         return MetricRecord({"test-accuracy": row["test_accuracy"], "test-loss": row["test_loss"]})
 
     remaining = federated.num_rounds - first_round + 1
@@ -275,7 +333,10 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
     command = shlex.join(["python", "recipes/train_federated.py", *(portable(argument, outside="keep") for argument in argv)])
     results = task.save(final, output_dir, seconds, setup_section(task, history, privacy), command)
     summary = {
-        "setup": run_identity(task) | {"fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds},
+        "setup": run_identity(task) | {
+            "fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds,
+            "server_learning_rate": federated.server_learning_rate, "server_momentum": federated.server_momentum,
+        },
         "history": history,
         "test_accuracy": results["test_accuracy"],
         "test_loss": results["test_loss"],

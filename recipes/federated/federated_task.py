@@ -44,7 +44,7 @@ except ModuleNotFoundError as error:  # pragma: no cover - only outside a checko
 from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
-STRATEGIES = ("fedavg", "fedprox")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox")
 # A client trains for its local epochs and reports; checkpoints, evaluation and the best-model choice are the
 # server's business (it scores the global model on the test split every round).
 LOCAL_TRAINING_FLAGS = [
@@ -60,8 +60,17 @@ class FederatedArguments:
     task: str = field(default="text", metadata={"help": "text (THUCNews classifier recipe) or image (MNIST ViT/GFNet/AFNO recipe).", "choices": sorted(TASKS)})
     num_clients: int = field(default=10, metadata={"help": "Clients (SuperNodes); each holds one partition of the training split."})
     num_rounds: int = field(default=10, metadata={"help": "Federated rounds (each: sampled clients train locally, the server aggregates and evaluates)."})
-    strategy: str = field(default="fedavg", metadata={"help": "fedavg (McMahan et al. 2017) or fedprox (Li et al. 2020).", "choices": list(STRATEGIES)})
+    strategy: str = field(
+        default="fedavg",
+        metadata={"help": "fedavg (McMahan et al. 2017), fedavgm (FedAvg with server momentum, Hsu et al. 2019) or fedprox (Li et al. 2020).", "choices": list(STRATEGIES)},
+    )
     proximal_mu: float = field(default=0.01, metadata={"help": "FedProx: weight mu of the proximal term mu/2 ||w - w_global||^2."})
+    server_learning_rate: float | None = field(
+        default=None, metadata={"help": "FedAvgM: server step size on the momentum of the averaged update. Default: 1.0."}
+    )
+    server_momentum: float | None = field(
+        default=None, metadata={"help": "FedAvgM: server momentum beta in [0, 1) (0 with learning rate 1 is FedAvg). Default: 0.9."}
+    )
     fraction_train: float = field(default=1.0, metadata={"help": "Fraction of the clients sampled per round, in (0, 1] (at least one)."})
     alpha: float | None = field(default=None, metadata={"help": "Dirichlet concentration of the label partition (e.g. 0.5, 0.1); omitted = IID."})
     partition_seed: int | None = field(default=None, metadata={"help": "Seed of the partition. Default: --seed."})
@@ -92,6 +101,17 @@ class FederatedArguments:
             raise ValueError(f"--alpha must be > 0 (Dirichlet concentration; omit it for an IID partition), got {self.alpha}")
         if self.proximal_mu < 0:
             raise ValueError(f"--proximal_mu must be >= 0, got {self.proximal_mu}")
+        if self.strategy != "fedavgm":
+            given = [flag for flag in ("server_learning_rate", "server_momentum") if getattr(self, flag) is not None]
+            if given:
+                raise ValueError(f"--{given[0]} applies to --strategy fedavgm only (got --strategy {self.strategy})")
+        else:
+            self.server_learning_rate = 1.0 if self.server_learning_rate is None else self.server_learning_rate
+            self.server_momentum = 0.9 if self.server_momentum is None else self.server_momentum
+            if not self.server_learning_rate > 0:
+                raise ValueError(f"--server_learning_rate must be > 0, got {self.server_learning_rate}")
+            if not 0 <= self.server_momentum < 1:
+                raise ValueError(f"--server_momentum must be in [0, 1), got {self.server_momentum}")
         if self.dp_noise_multiplier is not None and not self.dp_noise_multiplier > 0:
             raise ValueError(f"--dp_noise_multiplier must be > 0 (omit it to train without DP), got {self.dp_noise_multiplier}")
         if not self.dp_clipping_norm > 0:
