@@ -208,6 +208,7 @@ def single_gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
         (["--server_momentum", "0.9"], "--server_momentum applies to --strategy fedavgm only"),
         (["--strategy", "fedavgm", "--server_momentum", "1"], r"--server_momentum must be in \[0, 1\)"),
         (["--strategy", "fedavgm", "--server_learning_rate", "0"], "--server_learning_rate must be > 0"),
+        (["--strategy", "fedavgm", "--dp_noise_multiplier", "1.0"], "--strategy fedavgm cannot run under --dp_noise_multiplier"),
     ],
 )
 def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tmp_path):

@@ -134,16 +134,12 @@ def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | No
     return wrapper(strategy, federated.dp_noise_multiplier, federated.dp_clipping_norm, federated.clients_per_round, accountant=accountant)
 
 
-def server_optimiser(strategy: Strategy) -> FedAvgM | None:
-    """The FedAvgM inside the (possibly DP-wrapped) strategy, whose momentum a checkpoint must keep."""
-    while not isinstance(strategy, FedAvgM):
-        strategy = getattr(strategy, "inner", None) or getattr(strategy, "strategy", None)
-        if strategy is None:
-            return None
-    return strategy
+def server_optimiser(strategy: ObservedStrategy) -> FedAvgM | None:
+    """The run's FedAvgM, whose momentum a checkpoint must keep (never DP-wrapped: FederatedArguments refuses that)."""
+    return strategy.inner if isinstance(strategy.inner, FedAvgM) else None
 
 
-def server_momentum(strategy: Strategy, names: list[str]) -> dict[str, torch.Tensor] | None:
+def server_momentum(strategy: ObservedStrategy, names: list[str]) -> dict[str, torch.Tensor] | None:
     """FedAvgM's momentum vector by weight name (None before the first aggregation, or without FedAvgM)."""
     optimiser = server_optimiser(strategy)
     if optimiser is None or optimiser.momentum_vector is None:
@@ -151,7 +147,7 @@ def server_momentum(strategy: Strategy, names: list[str]) -> dict[str, torch.Ten
     return {name: torch.from_numpy(np.array(vector)) for name, vector in zip(names, optimiser.momentum_vector, strict=True)}
 
 
-def restore_server_momentum(strategy: Strategy, folder: Path, state: dict, names: list[str]) -> None:
+def restore_server_momentum(strategy: ObservedStrategy, folder: Path, state: dict, names: list[str]) -> None:
     """Puts the saved momentum back into FedAvgM: without it a resumed run would silently restart from zero momentum."""
     optimiser = server_optimiser(strategy)
     path = folder / SERVER_MOMENTUM_FILE

@@ -112,6 +112,12 @@ class FederatedArguments:
                 raise ValueError(f"--server_learning_rate must be > 0, got {self.server_learning_rate}")
             if not 0 <= self.server_momentum < 1:
                 raise ValueError(f"--server_momentum must be in [0, 1), got {self.server_momentum}")
+            if self.dp_noise_multiplier is not None:
+                raise ValueError(
+                    "--strategy fedavgm cannot run under --dp_noise_multiplier: Flower's DP wrappers add the noise after "
+                    "FedAvgM's server step, whose momentum carries the un-noised updates of earlier rounds into every later "
+                    "one (and its learning rate scales them), so the accountant's epsilon would not hold; use fedavg or fedprox"
+                )
         if self.dp_noise_multiplier is not None and not self.dp_noise_multiplier > 0:
             raise ValueError(f"--dp_noise_multiplier must be > 0 (omit it to train without DP), got {self.dp_noise_multiplier}")
         if not self.dp_clipping_norm > 0:
