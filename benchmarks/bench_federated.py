@@ -93,14 +93,20 @@ def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dic
     return {"test_accuracy": accuracy, "epochs": epochs, **timing}
 
 
-def federated(task: str, settings: dict, flags: list[str], protocol: dict, output_dir: Path) -> dict:
+def federated(task: str, settings: dict, flags: list[str], protocol: dict, output_dir: Path, resume: bool) -> dict:
+    """One federated cell; ``resume`` continues an interrupted one from the checkpoint in its output folder (its wall
+    time is then the server's own count of the rounds' seconds, summed over the parts, without the runtime's starts)."""
     command = [
         sys.executable, str(ROOT / "recipes" / "train_federated.py"), "--task", task, *settings["model"], *settings["data"],
         *settings["training"], *COMMON, *flags, "--num_clients", str(protocol["clients"]), "--num_rounds", str(protocol["rounds"]),
         "--num_train_epochs", str(protocol["local_epochs"]), "--simulation_cpus", "2", "--output_dir", str(output_dir),
+        *(["--resume"] if resume else []),
     ]
-    timing = run(command, output_dir.parent / f"{output_dir.name}.log")
+    log = output_dir.parent / f"{output_dir.name}{'_resumed' if resume else ''}.log"
+    timing = run(command, log)
     results = json.loads((output_dir / "federated_results.json").read_text())
+    if resume:
+        timing = {**timing, "wall_seconds": round(results["seconds"], 1), "resumed": True}
     return {
         "test_accuracy": results["test_accuracy"],
         "accuracy_per_round": [round(row["test_accuracy"], 4) for row in results["history"]],
@@ -123,7 +129,8 @@ def main() -> None:
     parser.add_argument("--image_arch", default="gfnet", choices=["vit", "gfnet", "afno"], help="the MNIST family (its base size)")
     parser.add_argument("--quick", action="store_true", help="tiny models, 2 rounds of 1 local epoch, 3 clients, 200 examples")
     parser.add_argument("--output_root", default=str(ROOT / "outputs" / "bench_federated"))
-    parser.add_argument("--save", action="store_true", help="add the rows to benchmarks/results/federated_<date>_<task>.json")
+    parser.add_argument("--save", action="store_true", help="add the rows to benchmarks/results/federated_<date>_<task>_R<r>E<e>.json")
+    parser.add_argument("--resume", action="store_true", help="federated cells continue from the checkpoint their output folder holds")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.local_epochs, args.clients = 2, 1, 3
@@ -152,7 +159,7 @@ def main() -> None:
             if RUNS[run_name] is None:
                 rows[run_name] = centralised(task, table[task], protocol["centralised_epochs"], output_dir)
             else:
-                rows[run_name] = federated(task, table[task], RUNS[run_name], protocol, output_dir)
+                rows[run_name] = federated(task, table[task], RUNS[run_name], protocol, output_dir, args.resume)
             compare_with_centralised(rows)
             if args.save:  # after every run, so an interrupted benchmark keeps what it measured
                 RESULTS.mkdir(exist_ok=True)

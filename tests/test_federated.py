@@ -216,6 +216,22 @@ def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tm
         train_federated.main([*TEXT_RUN, *flags, "--output_dir", str(tmp_path)])
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--strategy", "fedavg"], "strategy: FedAvg (McMahan et al. 2017);"),
+        (["--strategy", "fedavgm"], "strategy: FedAvgM (Hsu et al. 2019), server learning rate 1, momentum 0.9;"),
+        (["--strategy", "fedprox", "--proximal_mu", "0.1"], "strategy: FedProx (Li et al. 2020), mu=0.1;"),
+    ],
+)
+def test_the_card_section_names_the_strategy_and_its_settings(flags, named, tmp_path):
+    from federated_server import setup_section
+
+    task = FederatedTask([*TEXT_RUN, *flags, "--output_dir", str(tmp_path)])
+    round_zero = {"round": 0, "test_accuracy": 0.1, "test_loss": 2.3, "seconds": 0.0, "bytes_sent": 0, "bytes_total": 0, "clients": 0, "failures": 0}
+    assert named in setup_section(task, [round_zero], None)
+
+
 def test_resume_without_a_checkpoint_is_refused(tmp_path):
     task = FederatedTask([*TEXT_RUN, "--resume", "--output_dir", str(tmp_path)])
     from federated_server import load_checkpoint

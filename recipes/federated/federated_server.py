@@ -212,11 +212,12 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
     """The card's "Federated training" section: the setup and the per-round table."""
     federated = task.federated
     partition = "IID" if federated.alpha is None else f"non-IID by label, Dirichlet(alpha={federated.alpha})"
-    strategy = {
-        "fedavg": "FedAvg (McMahan et al. 2017)",
-        "fedavgm": f"FedAvgM (Hsu et al. 2019), server learning rate {federated.server_learning_rate:g}, momentum {federated.server_momentum:g}",
-        "fedprox": f"FedProx (Li et al. 2020), mu={federated.proximal_mu}",
-    }[federated.strategy]
+    if federated.strategy == "fedavgm":
+        strategy = f"FedAvgM (Hsu et al. 2019), server learning rate {federated.server_learning_rate:g}, momentum {federated.server_momentum:g}"
+    elif federated.strategy == "fedprox":
+        strategy = f"FedProx (Li et al. 2020), mu={federated.proximal_mu}"
+    else:
+        strategy = "FedAvg (McMahan et al. 2017)"
     steps, epochs = task.training_args.max_steps, task.training_args.num_train_epochs
     local_work = f"{steps} steps" if steps > 0 else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
     lines = [
