@@ -20,8 +20,8 @@ server momentum is the other remedy (Hsu et al. 2019): it keeps the direction of
 server's step, at no extra client computation or communication. Every model is scored on its recipe's full test split
 (THUCNews test.txt, 10,000 headlines; MNIST's 2,000-image test split); the server does so after every round, which
 gives the round within 1 point of centralised. Every federated run is `python recipes/train_federated.py` in Flower's
-simulation runtime (Ray, 2 CPUs, one per ClientApp). Sizes (training subsets, R = 5, E = 4) are what this shared
-2-core machine allows for the table.
+simulation runtime (Ray, 2 CPUs, one per ClientApp). The training subsets and the default R = 5, E = 4 are what this
+shared 2-core machine allows for the whole table; --rounds 20 or 40 lengthen single cells.
 """
 
 import argparse

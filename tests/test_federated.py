@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 sys.path[:0] = [str(RECIPES), str(RECIPES / "federated")]  # script folders, not packages
 
-from flwr.serverapp.strategy import FedAvg, FedAvgM  # noqa: E402
+from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from model_card_checks import check_card, point_snippet_at, run_snippets, usage_snippet  # noqa: E402
 
 import train_federated  # noqa: E402

@@ -12,6 +12,8 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod, ServerApp
 from flwr.serverapp.strategy import (
@@ -22,8 +24,6 @@ from flwr.serverapp.strategy import (
     FedProx,
     Strategy,
 )
-import numpy as np
-import torch
 from safetensors.torch import load_file, save_file
 
 from federated_partition import write_partition
@@ -150,9 +150,9 @@ def server_momentum(strategy: ObservedStrategy, names: list[str]) -> dict[str, t
 def restore_server_momentum(strategy: ObservedStrategy, folder: Path, state: dict, names: list[str]) -> None:
     """Puts the saved momentum back into FedAvgM: without it a resumed run would silently restart from zero momentum."""
     optimiser = server_optimiser(strategy)
-    path = folder / SERVER_MOMENTUM_FILE
     if optimiser is None or not state.get("server_momentum_saved"):
         return
+    path = folder / SERVER_MOMENTUM_FILE
     if not path.is_file():
         raise FileNotFoundError(f"--resume with --strategy fedavgm: {path} is missing (the server momentum of the saved rounds)")
     saved = load_file(path)
