@@ -16,10 +16,10 @@ DEMO_MODELS := $(addprefix $(OUTPUTS)/demo_,translation_transformer translation_
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test,onnx,deploy,app,federated]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,onnx,deploy,app,federated]"
 	touch $@
 
 # The browser test (tests/test_app_browser.py) drives Debian's chromium; as root (CI), install it when missing.

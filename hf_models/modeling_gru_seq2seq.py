@@ -71,6 +71,7 @@ class GRUStateLayer:
     def __init__(self):
         self.states: torch.Tensor | None = None
         self.record_past = False
+        self.recurrent_states_to_keep = 0
 
     @property
     def is_initialized(self) -> bool:
@@ -84,8 +85,11 @@ class GRUStateLayer:
     def batch_size(self) -> int:
         return self.states.shape[0]
 
-    def activate_past_recording(self) -> None:
+    def activate_past_recording(self, recurrent_states_to_keep: int | None = None) -> None:
+        """``recurrent_states_to_keep`` (how far back ``crop`` may go, which transformers >= 5.25 passes and reads
+        back through ``Cache.get_recurrent_states_to_keep``) is recorded; every state is kept until the next crop."""
         self.record_past = True
+        self.recurrent_states_to_keep = recurrent_states_to_keep or 0
 
     def update(self, step_states: torch.Tensor) -> None:
         """``step_states`` ``(batch, steps, hidden)``: the state after each new token (or only the last one)."""
@@ -647,7 +651,7 @@ class GRUSeq2SeqForConditionalGeneration(Seq2SeqLMHeadMixin, GRUSeq2SeqPreTraine
                 )
             cache._is_user_defined = True
         if cache is not None and generation_config.is_assistant:
-            cache.activate_past_recording()
+            cache.activate_past_recording(recurrent_states_to_keep=generation_config.num_assistant_tokens)
 
     @can_return_tuple
     def forward(
