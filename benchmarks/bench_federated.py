@@ -7,13 +7,16 @@ bytes communicated, wall time, epsilon.
 
     nice -n 10 python benchmarks/bench_federated.py --tasks text --runs centralised --save    # one cell
     nice -n 10 python benchmarks/bench_federated.py --save                                     # the whole table
+    nice -n 10 python benchmarks/bench_federated.py --tasks image --rounds 40 --lr_schedule cosine --runs centralised fedavg_iid --save
     python benchmarks/bench_federated.py --quick                                               # tiny models: checks the script
 
 Protocol: equal examples processed. McMahan et al. (2017) count a client's computation in local epochs E per round;
 here every client trains E = --local_epochs epochs on its partition in each of R = --rounds rounds (all 10 clients
 every round), and the centralised recipe trains R x E epochs on the same training subset, so every training example
 goes through the optimiser R x E times in both, with the same AdamW, learning rate, batch size, weight decay and a
-constant schedule (a warm-up would restart every round on a client). What differs is the number of sequential steps: a
+constant schedule (a warm-up would restart every round on a client), or with --lr_schedule cosine (linear) a decay to
+0: over the epochs in the centralised run, over the rounds in the federated ones (round r trains at the rate of
+(r - 1) / R, constant within the round). What differs is the number of sequential steps: a
 FedAvg round of 10 clients moves the global model about as far as E epochs on a tenth of the data, so several local
 epochs per round (McMahan's E = 5 regime) are what lets FedAvg approach the centralised model in few rounds; FedAvgM's
 server momentum is the other remedy (Hsu et al. 2019): it keeps the direction of earlier rounds and lengthens the
@@ -82,10 +85,11 @@ def run(command: list[str], log: Path) -> dict:
     return {"wall_seconds": round(time.perf_counter() - start, 1), "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
-def centralised(task: str, settings: dict, epochs: int, output_dir: Path) -> dict:
+def centralised(task: str, settings: dict, protocol: dict, output_dir: Path) -> dict:
+    epochs = protocol["centralised_epochs"]
     command = [
         sys.executable, str(ROOT / "recipes" / settings["recipe"]), *settings["model"], *settings["data"], *settings["training"],
-        *COMMON, "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
+        *COMMON, "--lr_scheduler_type", protocol["lr_schedule"], "--num_train_epochs", str(epochs), "--output_dir", str(output_dir),
     ]
     timing = run(command, output_dir.parent / f"{output_dir.name}.log")
     results = json.loads((output_dir / "all_results.json").read_text()) if task == "text" else json.loads((output_dir / "results.json").read_text())
@@ -99,8 +103,8 @@ def federated(task: str, settings: dict, flags: list[str], protocol: dict, outpu
     command = [
         sys.executable, str(ROOT / "recipes" / "train_federated.py"), "--task", task, *settings["model"], *settings["data"],
         *settings["training"], *COMMON, *flags, "--num_clients", str(protocol["clients"]), "--num_rounds", str(protocol["rounds"]),
-        "--num_train_epochs", str(protocol["local_epochs"]), "--simulation_cpus", "2", "--output_dir", str(output_dir),
-        *(["--resume"] if resume else []),
+        "--num_train_epochs", str(protocol["local_epochs"]), "--round_lr_scheduler_type", protocol["lr_schedule"],
+        "--simulation_cpus", "2", "--output_dir", str(output_dir), *(["--resume"] if resume else []),
     ]
     log = output_dir.parent / f"{output_dir.name}{'_resumed' if resume else ''}.log"
     timing = run(command, log)
@@ -126,6 +130,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--local_epochs", type=int, default=4, help="per client and round; the centralised run trains rounds x this")
     parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument(
+        "--lr_schedule", default="constant", choices=["constant", "linear", "cosine"],
+        help="centralised: --lr_scheduler_type over its epochs; federated: --round_lr_scheduler_type over the rounds",
+    )
     parser.add_argument("--image_arch", default="gfnet", choices=["vit", "gfnet", "afno"], help="the MNIST family (its base size)")
     parser.add_argument("--quick", action="store_true", help="tiny models, 2 rounds of 1 local epoch, 3 clients, 200 examples")
     parser.add_argument("--output_root", default=str(ROOT / "outputs" / "bench_federated"))
@@ -138,14 +146,18 @@ def main() -> None:
     table["image"]["model"] = ["--arch", args.image_arch, *table["image"]["model"][2:]]
     root = Path(args.output_root)
     root.mkdir(parents=True, exist_ok=True)
-    protocol = {"clients": args.clients, "fraction_train": 1.0, "rounds": args.rounds, "local_epochs": args.local_epochs, "centralised_epochs": args.rounds * args.local_epochs}
+    protocol = {
+        "clients": args.clients, "fraction_train": 1.0, "rounds": args.rounds, "local_epochs": args.local_epochs,
+        "centralised_epochs": args.rounds * args.local_epochs, "lr_schedule": args.lr_schedule,
+    }
     for task in args.tasks:
         name = task if task == "text" else f"image_{args.image_arch}"
         report = {
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "omp_threads": 1, "simulation_cpus": 2},
             "protocol": protocol, "settings": table[task], "common": COMMON, "results": {},
         }
-        protocol_name = f"R{args.rounds}E{args.local_epochs}{'_quick' if args.quick else ''}"
+        schedule = "" if args.lr_schedule == "constant" else f"_{args.lr_schedule}"
+        protocol_name = f"R{args.rounds}E{args.local_epochs}{schedule}{'_quick' if args.quick else ''}"
         path = RESULTS / f"federated_{datetime.date.today().isoformat()}_{name}_{protocol_name}.json"
         if args.save and path.is_file():
             saved = json.loads(path.read_text())
@@ -154,10 +166,10 @@ def main() -> None:
             report = saved
         rows = report["results"]
         for run_name in args.runs:
-            output_dir = root / f"{name}_{run_name}"
+            output_dir = root / f"{name}_{protocol_name}_{run_name}"
             print(f"{name} {run_name} ...", file=sys.stderr, flush=True)
             if RUNS[run_name] is None:
-                rows[run_name] = centralised(task, table[task], protocol["centralised_epochs"], output_dir)
+                rows[run_name] = centralised(task, table[task], protocol, output_dir)
             else:
                 rows[run_name] = federated(task, table[task], RUNS[run_name], protocol, output_dir, args.resume)
             compare_with_centralised(rows)

@@ -213,19 +213,17 @@ class GRUStateCache(Cache):
         self.seen_tokens = 0
 
 
-def check_source_mask(attention_mask: torch.Tensor) -> None:
-    """Refuse masks the encoder would read wrongly: a left-padded mask (or holes in it) would feed padding to the
-    GRU, and an empty source has no state to start the decoder from. Eager mode only: the checks read the mask's
-    values, which ``torch.export`` / ``torch.compile`` cannot branch on."""
+def check_source_mask(attention_mask: torch.Tensor, name: str = "attention_mask", allow_empty: bool = False) -> None:
+    """Refuse masks the GRUs would read wrongly: a left-padded mask (or holes in it) would feed padding to a GRU
+    before real tokens, and an empty source has no state to start the decoder from. Eager mode only: the checks
+    read the mask's values, which ``torch.export`` / ``torch.compile`` cannot branch on."""
     if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", bool)():
         return
     lengths = attention_mask.long().sum(-1)
     positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
-        raise ValueError(
-            "attention_mask must be right-padded (all 1s, then all 0s); use a tokenizer with padding_side='right'"
-        )
-    if bool((lengths == 0).any()):
+        raise ValueError(f"{name} must be right-padded (all 1s, then all 0s); use a tokenizer with padding_side='right'")
+    if not allow_empty and bool((lengths == 0).any()):
         raise ValueError("every source sequence needs at least one token (attention_mask has an all-zero row)")
 
 
@@ -447,19 +445,21 @@ class GRUSeq2SeqDecoder(GradientCheckpointingLayer):
         hidden: torch.Tensor,
         attention_keys: torch.Tensor,
         every_step_state: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
     ):
-        """Consume ``input_ids`` ``(batch, tgt)`` from the GRU state ``hidden`` ``(layers, batch, hidden)``.
+        """Consume ``input_ids`` ``(batch, tgt)`` (or their embeddings ``inputs_embeds``) from the GRU state
+        ``hidden`` ``(layers, batch, hidden)``.
 
         Returns the attentional vectors ``(batch, tgt, hidden)``, the attention weights ``(batch, tgt, src)``, the
         GRU states ``(layers, batch, steps, hidden)`` after every token (``every_step_state``, for a cache that can
         be cropped) or after the last one (``steps`` = 1), and the hidden states ``(embedding output, top GRU layer
         s_t)``. Target padding sits at the end and the decoder is causal, so it needs no mask.
         """
-        embeds = self.dropout(self.embed_tokens(input_ids))
+        embeds = self.dropout(self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds)
         step_by_step = self.attention_mechanism == "bahdanau" or every_step_state
         if step_by_step:
             decoder_states, contexts, weights, step_hidden = [], [], [], []
-            for step in range(input_ids.shape[1]):
+            for step in range(embeds.shape[1]):
                 gru_input = embeds[:, step : step + 1]
                 if self.attention_mechanism == "bahdanau":
                     # the context comes from the PREVIOUS state s_{t-1} (top layer) and feeds the GRU input
@@ -535,13 +535,19 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         decoder_input_ids: torch.LongTensor | None = None,
         encoder_outputs: GRUSeq2SeqEncoderOutput | tuple | None = None,
         use_cache: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
-        """Encoder (unless ``encoder_outputs`` is given) and decoder over ``decoder_input_ids``.
+        """Encoder (unless ``encoder_outputs`` is given) over ``input_ids`` or ``inputs_embeds``, and decoder over
+        ``decoder_input_ids`` or ``decoder_inputs_embeds``.
 
         The decoder state travels as ``cache=`` (transformers >= 5.24) or ``past_key_values=`` (5.23), a
         :class:`GRUStateCache`; with ``use_cache`` (default ``config.use_cache``) it comes back in the output under
-        the same name, after ``decoder_input_ids``.
+        the same name, after ``decoder_input_ids``. ``decoder_attention_mask`` (which PEFT and Seq2SeqTrainer pass) is
+        checked, not applied: the decoder is causal, so target padding at the end changes no earlier output; padding
+        before a target token would, and is refused.
         """
         cache = pop_cache(kwargs)
         unknown = set(kwargs) - set(TransformersKwargs.__annotations__)
@@ -554,14 +560,22 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if self.gradient_checkpointing_active():
             use_cache = False
-        if decoder_input_ids is None:
-            raise ValueError("pass decoder_input_ids or labels (the decoder needs its input tokens)")
+        if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
+            raise ValueError(
+                "pass exactly one of decoder_input_ids or decoder_inputs_embeds, or labels (the decoder needs its input tokens)"
+            )
+        if decoder_attention_mask is not None:
+            check_source_mask(decoder_attention_mask, "decoder_attention_mask", allow_empty=True)
 
         if encoder_outputs is None:
-            if input_ids is None:
-                raise ValueError("pass input_ids or encoder_outputs")
+            if input_ids is None and inputs_embeds is None:
+                raise ValueError("pass input_ids, inputs_embeds or encoder_outputs")
             encoder_outputs = self.encoder(
-                input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True
+                input_ids,
+                attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
             )
         elif isinstance(encoder_outputs, tuple) and len(encoder_outputs) > 1:
             # from encoder(..., return_dict=False): last_hidden_state first, final_hidden_state last
@@ -591,10 +605,16 @@ class GRUSeq2SeqModel(GRUSeq2SeqPreTrainedModel):
                 cache.initialize(hidden, attention_keys)
         every_step_state = cache is not None and cache.layers[0].record_past
         attentional, cross_attention, step_hidden, decoder_hidden_states = self.decoder(
-            decoder_input_ids, encoder_hidden_states, attention_mask, hidden, attention_keys, every_step_state
+            decoder_input_ids,
+            encoder_hidden_states,
+            attention_mask,
+            hidden,
+            attention_keys,
+            every_step_state,
+            inputs_embeds=decoder_inputs_embeds,
         )
         if cache is not None:
-            cache.update_states(step_hidden, decoder_input_ids.shape[1])
+            cache.update_states(step_hidden, attentional.shape[1])
         return Seq2SeqModelOutput(
             last_hidden_state=attentional,
             decoder_hidden_states=decoder_hidden_states if output_hidden_states else None,
@@ -662,14 +682,26 @@ class GRUSeq2SeqForConditionalGeneration(Seq2SeqLMHeadMixin, GRUSeq2SeqPreTraine
         encoder_outputs: GRUSeq2SeqEncoderOutput | tuple | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         """Teacher-forced loss/logits, or one generation step from the decoder state (see ``GRUSeq2SeqModel``)."""
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         outputs = self.model(
-            input_ids, attention_mask, decoder_input_ids, encoder_outputs, use_cache, return_dict=True, **kwargs
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            encoder_outputs,
+            use_cache,
+            inputs_embeds=inputs_embeds,
+            decoder_attention_mask=decoder_attention_mask,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            return_dict=True,
+            **kwargs,
         )
         return seq2seq_lm_output(outputs, self.lm_head(outputs.last_hidden_state), labels)

@@ -30,6 +30,7 @@ CHECKS = (
     "bf16_from_config",
     "onnx_export",
     "training_step",
+    "peft_lora",
 )
 SLOW_CHECKS = {"onnx_export"}  # 4-25 s each here: torch.export, then the ONNX translation
 
@@ -201,6 +202,56 @@ class ModelTester:
         assert losses[-1] < losses[0], losses
         missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not missing, f"parameters without a gradient: {missing}"
+
+    def check_peft_lora(self, tmp_path) -> None:
+        """PEFT's LoRA on every linear layer (``target_modules="all-linear"``, what a user fine-tuning one writes): it
+        starts as the base model (B = 0), training moves only the adapters (and the classification head it saves
+        whole), the saved adapter on a fresh base gives the trained outputs, and ``merge_and_unload`` gives back our
+        own class with those outputs, which ``generate()`` (seq2seq) and ``save_pretrained`` keep."""
+        peft = pytest.importorskip("peft")
+        base = self.fresh_model().eval()
+        before = self.forward(base).logits
+        task_type = "SEQ_2_SEQ_LM" if self.family.seq2seq else "SEQ_CLS" if not self.family.images else None
+        config = peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules="all-linear", task_type=task_type,
+            modules_to_save=["classifier"] if self.family.images else None,
+        )
+        frozen = {name: parameter.detach().clone() for name, parameter in base.named_parameters()}
+        model = peft.get_peft_model(base, config)
+        adapted = [name for name, module in model.named_modules() if isinstance(module, peft.tuners.lora.LoraLayer)]
+        assert adapted, "LoRA found no linear layer to adapt"
+        assert_same_outputs(self.forward(model.eval()).logits, before, atol=1e-6, path="LoRA with B = 0")
+        trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+        assert all("lora_" in name or "modules_to_save" in name for name in trainable), trainable
+        model.train()
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(3):
+            loss = model(**self.labelled_inputs).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        trained = self.forward(model).logits
+        assert not torch.allclose(trained, before), "training the adapters changed nothing"
+        unchanged = model.get_base_model()
+        for name, parameter in unchanged.named_parameters():
+            original = name.replace("base_layer.", "").replace("original_module.", "")
+            if original in frozen and "lora_" not in name and "modules_to_save" not in name:
+                assert torch.equal(parameter, frozen[original]), f"{name} changed: LoRA must leave the base frozen"
+        model.save_pretrained(tmp_path / "adapter")
+        assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+        reloaded = peft.PeftModel.from_pretrained(self.fresh_model().eval(), tmp_path / "adapter").eval()
+        assert_same_outputs(self.forward(reloaded).logits, trained, atol=1e-6, path="adapter reloaded on a fresh base")
+        merged = reloaded.merge_and_unload()
+        assert type(merged) is type(self.model)
+        assert_same_outputs(self.forward(merged).logits, trained, atol=1e-5, path="merged")
+        if self.family.seq2seq:
+            source = {key: self.inputs[key] for key in ("input_ids", "attention_mask")}
+            with torch.no_grad():
+                assert torch.equal(model.generate(**source, max_new_tokens=4), merged.generate(**source, max_new_tokens=4))
+        merged.save_pretrained(tmp_path / "merged")
+        loaded = getattr(transformers, self.family.auto_model).from_pretrained(tmp_path / "merged").eval()
+        assert_same_outputs(self.forward(loaded).logits, trained, atol=1e-5, path="merged, saved and reloaded")
 
     # --- configuration, dtypes, export -------------------------------------------------------------------------
 

@@ -222,6 +222,7 @@ def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tm
         (["--strategy", "fedavg"], "strategy: FedAvg (McMahan et al. 2017);"),
         (["--strategy", "fedavgm"], "strategy: FedAvgM (Hsu et al. 2019), server learning rate 1, momentum 0.9;"),
         (["--strategy", "fedprox", "--proximal_mu", "0.1"], "strategy: FedProx (Li et al. 2020), mu=0.1;"),
+        (["--round_lr_scheduler_type", "cosine", "--num_rounds", "4"], "(learning rate 0.005, decayed cosine across the rounds to 0.146x in the last, batch 8)"),
     ],
 )
 def test_the_card_section_names_the_strategy_and_its_settings(flags, named, tmp_path):
@@ -272,3 +273,29 @@ def test_a_client_trains_every_image_family_on_its_partition(arch, tmp_path):
     assert any(not torch.equal(weights[name], start[name]) for name in start)
     assert metrics["num-examples"] == len(task.partition[2]) and np.isfinite(metrics["train-loss"])
     assert 0 <= task.evaluate(weights)["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "factors"),
+    [("constant", [1.0, 1.0, 1.0, 1.0]), ("linear", [1.0, 0.75, 0.5, 0.25]), ("cosine", [1.0, 0.853553, 0.5, 0.146447])],
+)
+def test_clients_train_at_the_rounds_decayed_learning_rate(schedule, factors, tmp_path, monkeypatch):
+    """--round_lr_scheduler_type: round r trains at --learning_rate x the schedule at (r - 1) / num_rounds, seen in
+    the optimiser the client's Trainer builds, and resumable since it depends on the round number only."""
+    task = FederatedTask([*TEXT_RUN, "--num_rounds", "4", "--round_lr_scheduler_type", schedule, "--output_dir", str(tmp_path)])
+    assert [task.federated.round_lr_factor(r) for r in range(1, 5)] == pytest.approx(factors, abs=1e-6)
+    rates = []
+    create_optimizer = FedProxTrainer.create_optimizer
+
+    def recording_create_optimizer(self, *args, **kwargs):
+        optimizer = create_optimizer(self, *args, **kwargs)
+        rates.append(optimizer.param_groups[0]["lr"])
+        return optimizer
+
+    monkeypatch.setattr(FedProxTrainer, "create_optimizer", recording_create_optimizer)
+    start = {name: tensor.clone() for name, tensor in task.model.state_dict().items()}
+    for server_round in (1, 3):
+        task.train_client(0, start, server_round)
+    assert rates == pytest.approx([5e-3 * factors[0], 5e-3 * factors[2]])
+    assert task.evaluate(start)  # the server's evaluation Trainer is not decayed: it trains nothing
+    assert task.local_args.learning_rate == 5e-3

@@ -105,6 +105,27 @@ def test_left_padding_and_empty_sources_are_refused():
         model(input_ids=SOURCE[:2, :3], attention_mask=torch.tensor([[0, 0, 0], [1, 1, 1]]), labels=TARGET[:2])
 
 
+@pytest.mark.parametrize(("attention_mechanism", "luong_score"), ATTENTIONS, ids=ATTENTION_IDS)
+def test_embeddings_in_place_of_ids_and_a_decoder_mask_give_the_same_logits(attention_mechanism, luong_score):
+    """``inputs_embeds`` / ``decoder_inputs_embeds`` (what PEFT's prompt tuning and soft prompts feed) and a
+    right-padded ``decoder_attention_mask`` (PEFT and Seq2SeqTrainer pass one) leave the logits as the ids give them."""
+    model = make_model(attention_mechanism, luong_score)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(TARGET)
+    with torch.no_grad():
+        expected = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=decoder_input_ids).logits
+        embeds = model(
+            inputs_embeds=model.get_input_embeddings()(SOURCE),
+            attention_mask=SOURCE_MASK,
+            decoder_inputs_embeds=model.get_decoder().embed_tokens(decoder_input_ids),
+            decoder_attention_mask=(TARGET != -100).long(),
+        ).logits
+    torch.testing.assert_close(embeds, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decoder_attention_mask must be right-padded"):
+        model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET, decoder_attention_mask=torch.tensor([[0, 1, 1, 1]] * 3))
+    with pytest.raises(ValueError, match="exactly one of decoder_input_ids or decoder_inputs_embeds"):
+        model(input_ids=SOURCE, attention_mask=SOURCE_MASK)
+
+
 @pytest.mark.parametrize("attention_mechanism", ["bahdanau", "luong"])
 def test_overfits_a_tiny_batch_and_greedy_decoding_reproduces_it(attention_mechanism):
     model = make_model(attention_mechanism, layers=1, hidden=32).train()

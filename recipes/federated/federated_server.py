@@ -208,6 +208,13 @@ def table_row(row: dict) -> str:
     )
 
 
+def round_schedule(federated) -> str:
+    """How the card names the decay of the learning rate across rounds (nothing when it is constant)."""
+    if federated.round_lr_scheduler_type == "constant":
+        return ""
+    return f", decayed {federated.round_lr_scheduler_type} across the rounds to {federated.round_lr_factor(federated.num_rounds):.3g}x in the last"
+
+
 def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None) -> str:
     """The card's "Federated training" section: the setup and the per-round table."""
     federated = task.federated
@@ -226,7 +233,8 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
         "",
         f"- strategy: {strategy}; {federated.clients_per_round} of {federated.num_clients} clients per round "
         f"(fraction {federated.fraction_train}); {len(history) - 1} rounds, each client training locally for {local_work} "
-        f"per round (learning rate {task.training_args.learning_rate:g}, batch {task.training_args.per_device_train_batch_size})",
+        f"per round (learning rate {task.training_args.learning_rate:g}{round_schedule(federated)}, batch "
+        f"{task.training_args.per_device_train_batch_size})",
         "- evaluation: the server scores the global model on the test split of the centralised recipe after every "
         "round; nothing selects a checkpoint (no validation split is read): the model is the last round's",
         f"- failed client updates over the run: {sum(row['failures'] for row in history)}",
@@ -290,6 +298,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
             "clients": stats["clients"],
             "failures": stats.get("failures", 0),
             "train_loss": stats.get("train_loss"),
+            "learning_rate": task.training_args.learning_rate * federated.round_lr_factor(round_number) if round_number else None,
         }
         row["bytes_total"] = (history[-1]["bytes_total"] if history else 0) + row["bytes_sent"]
         if accountant is not None and accountant.num_releases:
@@ -333,6 +342,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
         "setup": run_identity(task) | {
             "fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds,
             "server_learning_rate": federated.server_learning_rate, "server_momentum": federated.server_momentum,
+            "learning_rate": task.training_args.learning_rate, "round_lr_scheduler_type": federated.round_lr_scheduler_type,
         },
         "history": history,
         "test_accuracy": results["test_accuracy"],

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import re
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from federated_partition import check_partition_arguments, partition_labels, par
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
 STRATEGIES = ("fedavg", "fedavgm", "fedprox")
+ROUND_SCHEDULES = ("constant", "linear", "cosine")
 # A client trains for its local epochs and reports; checkpoints, evaluation and the best-model choice are the
 # server's business (it scores the global model on the test split every round).
 LOCAL_TRAINING_FLAGS = [
@@ -70,6 +72,15 @@ class FederatedArguments:
     )
     server_momentum: float | None = field(
         default=None, metadata={"help": "FedAvgM: server momentum beta in [0, 1) (0 with learning rate 1 is FedAvg). Default: 0.9."}
+    )
+    round_lr_scheduler_type: str = field(
+        default="constant",
+        metadata={
+            "help": "How the clients' --learning_rate decays across the rounds: constant, linear or cosine (to 0 after the "
+            "last round, as the centralised --lr_scheduler_type of the same name does over its epochs). Within a round a "
+            "client trains at that round's rate under its own --lr_scheduler_type.",
+            "choices": list(ROUND_SCHEDULES),
+        },
     )
     fraction_train: float = field(default=1.0, metadata={"help": "Fraction of the clients sampled per round, in (0, 1] (at least one)."})
     alpha: float | None = field(default=None, metadata={"help": "Dirichlet concentration of the label partition (e.g. 0.5, 0.1); omitted = IID."})
@@ -130,6 +141,16 @@ class FederatedArguments:
     def clients_per_round(self) -> int:
         """How many clients FedAvg samples: ``int(num_clients * fraction_train)``, at least one."""
         return max(1, int(self.num_clients * self.fraction_train))
+
+    def round_lr_factor(self, server_round: int) -> float:
+        """The factor on ``--learning_rate`` for round ``server_round`` (1-based): the schedule at the round's start,
+        ``t = (server_round - 1) / num_rounds``, so round 1 trains at the full rate and no round at 0."""
+        t = (server_round - 1) / self.num_rounds
+        if self.round_lr_scheduler_type == "linear":
+            return 1.0 - t
+        if self.round_lr_scheduler_type == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
 
     @property
     def proximal_weight(self) -> float:
@@ -227,9 +248,12 @@ class FederatedTask:
             )
         return train.select(self.partition[partition_id])
 
-    def trainer(self, train_dataset=None, proximal_mu: float = 0.0, seed: int | None = None) -> FedProxTrainer:
+    def trainer(
+        self, train_dataset=None, proximal_mu: float = 0.0, seed: int | None = None, learning_rate: float | None = None
+    ) -> FedProxTrainer:
         args = self.local_args
         args.seed = self.randomness.seed = self.training_args.seed if seed is None else seed
+        args.learning_rate = self.training_args.learning_rate if learning_rate is None else learning_rate
         return FedProxTrainer(
             proximal_mu=proximal_mu,
             rdrop_alpha=self.model_args.rdrop_alpha,
@@ -252,7 +276,8 @@ class FederatedTask:
         self.load(state_dict)
         dataset = self.client_dataset(partition_id)
         seed = self.training_args.seed + 1000 * server_round + partition_id  # other batches every round and client
-        output = self.trainer(dataset, self.federated.proximal_weight, seed).train()
+        learning_rate = self.training_args.learning_rate * self.federated.round_lr_factor(server_round)
+        output = self.trainer(dataset, self.federated.proximal_weight, seed, learning_rate).train()
         weights = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
         return weights, {"train-loss": float(output.training_loss), "num-examples": len(dataset), "unit-weight": 1}
 
