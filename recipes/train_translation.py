@@ -36,7 +36,14 @@ from recipe_skeleton import arch_argument, attn_implementation_argument, config_
 from recipe_skeleton import model_size_argument, sample_limit_argument, vocab_size_argument
 from recipe_utils import parse_config_overrides, parse_recipe_arguments
 from train_tokenizer import train_translation_tokenizer
-from translation_data import DEFAULT_DATA_DIR, SETTINGS, load_parallel_files, load_tatoeba, split_translation_dataset
+from translation_data import (
+    DEFAULT_DATA_DIR,
+    SETTINGS,
+    is_chinese,
+    load_parallel_files,
+    load_tatoeba,
+    split_translation_dataset,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -354,15 +361,37 @@ print(translator("How are you?", num_beams={data_args.test_num_beams}))"""
             ],
             hyperparameters=hyperparameters,
             usage=usage,
-            limitations=(
-                "Trained on about 30,000 short, everyday sentence pairs: expect poor output on long, technical or "
-                "out-of-domain text. BLEU is computed with sacreBLEU's `zh` tokenisation against a single reference, "
-                "which underrates valid paraphrases. The output is Simplified Chinese (the training targets were "
-                "converted with OpenCC)."
-            ),
+            limitations=translation_limitations(run),
             languages=[data_args.source_lang, data_args.target_lang],
             tags=["translation", model_args.arch],
         )
+
+
+def translation_limitations(run: Run) -> str:
+    """The card's limitations: Tatoeba's own, or what holds for any corpus a user trained on (its size, the BLEU
+    tokenisation the target language got, and the OpenCC conversion only where a side is Chinese)."""
+    target = run.data_args.target_lang
+    tokenize = "zh" if target.startswith("zh") else "13a"
+    scoring = (
+        f"BLEU is computed with sacreBLEU's `{tokenize}` tokenisation against a single reference, which underrates "
+        "valid paraphrases."
+    )
+    if run.is_reference_corpus:
+        return (
+            "Trained on about 30,000 short, everyday sentence pairs: expect poor output on long, technical or "
+            f"out-of-domain text. {scoring} The output is Simplified Chinese (the training targets were converted "
+            "with OpenCC)."
+        )
+    pairs = len(run.splits["train"]) if "train" in run.splits else 0
+    chinese = [lang for lang in (run.data_args.source_lang, target) if is_chinese(lang)]
+    conversion = (
+        f" The {' and '.join(chinese)} side{'s were' if len(chinese) > 1 else ' was'} converted to Simplified "
+        "Chinese with OpenCC before training and scoring." if chinese else ""
+    )
+    return (
+        f"Trained on a user corpus of {pairs:,} sentence pairs: its quality on text unlike that corpus is unknown, "
+        f"and the scores above hold for its test split only. {scoring}{conversion}"
+    )
 
 
 TASK = TranslationTask()

@@ -54,7 +54,7 @@ def to_simplified(text: str, config: str = "t2s") -> str:
     return _opencc(config).convert(text)
 
 
-def _is_chinese(language: str) -> bool:
+def is_chinese(language: str) -> bool:
     return language == "zh" or language.startswith(("zh-", "zh_"))
 
 
@@ -75,7 +75,7 @@ def normalize_pair(
         text = text.strip()
         if unicode_normalization:
             text = unicodedata.normalize(unicode_normalization, text)
-        if normalize_chinese and _is_chinese(language):
+        if normalize_chinese and is_chinese(language):
             text = to_simplified(text, normalize_chinese)
         normalized[language] = text
     return normalized

@@ -70,7 +70,11 @@ def test_recipe_on_user_files_trains_its_own_tokenizer(tmp_path):
     )
     assert "skipped 1" in result.stderr.lower() or "1 malformed" in result.stderr.lower(), result.stderr[-2000:]
     check_output_folder(output_dir, num_test=4)  # decoded with performer attention and its running-sum cache
-    assert "user corpus" in (output_dir / "README.md").read_text()
+    card = (output_dir / "README.md").read_text()
+    assert "user corpus" in card
+    # the limitations are the user corpus's, not Tatoeba's
+    assert "Trained on a user corpus of 16 sentence pairs" in card and "30,000" not in card, card
+    assert "The zh side was converted to Simplified Chinese with OpenCC" in card
     config = json.loads((output_dir / "config.json").read_text())
     assert config["attention_type"] == "performer" and config["num_random_features"] == 16
 
