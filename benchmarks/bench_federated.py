@@ -7,7 +7,7 @@ bytes communicated, wall time, epsilon.
 
     nice -n 10 python benchmarks/bench_federated.py --tasks text --runs centralised --save    # one cell
     nice -n 10 python benchmarks/bench_federated.py --save                                     # the whole table
-    nice -n 10 python benchmarks/bench_federated.py --tasks image --rounds 40 --lr_schedule cosine --runs centralised fedavg_iid --save
+    nice -n 10 python benchmarks/bench_federated.py --tasks image --rounds 40 --lr_schedule cosine --runs centralised fedavg_iid fedavg_alpha0.5 --save
     python benchmarks/bench_federated.py --quick                                               # tiny models: checks the script
 
 Protocol: equal examples processed. McMahan et al. (2017) count a client's computation in local epochs E per round;
