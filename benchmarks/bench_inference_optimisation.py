@@ -28,7 +28,6 @@ test examples (slow where the CPU has no bf16 instructions). ``agreement_with_fp
 """
 
 import argparse
-import copy
 import datetime
 import json
 import platform

@@ -6,6 +6,7 @@
         --num_clients 10 --fraction_train 0.5 --output_dir outputs/federated_vit
     python recipes/train_federated.py ... --mode deployment        # SuperLink + SuperNodes as processes on 127.0.0.1
     python recipes/train_federated.py ... --strategy fedavgm --server_momentum 0.9       # FedAvg + server momentum
+    python recipes/train_federated.py ... --strategy fedadam --server_learning_rate 1e-2  # Adam on the server
     python recipes/train_federated.py ... --dp_noise_multiplier 1.0 --dp_clipping_norm 1.0   # central DP
     python recipes/train_federated.py ... --resume                 # continue from the last saved round
 

@@ -3,6 +3,7 @@ loopback deployment (a SuperLink and two SuperNodes as separate processes). The 
 start on a busy 2-core machine, so those tests are slow; the flag checks and the FedProx term are fast."""
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -142,11 +143,52 @@ def test_deployment_superlink_and_two_supernodes_complete_a_round_with_client_si
     assert (output_dir / "deployment" / "supernode_1.log").is_file()
 
 
+def fedavgm_step(beta: float, lr: float):
+    """FedAvgM by hand (Hsu et al. 2019): m = beta m + (w - FedAvg), w <- w - lr m; the state is the momentum."""
+
+    def step(round_number, start, average, state):
+        momentum = beta * state["momentum"] if state else 0
+        momentum = momentum + start - average
+        return start - lr * momentum, {"momentum": momentum}
+
+    return step
+
+
+def fedadam_step(beta_1: float, beta_2: float, lr: float, tau: float):
+    """FedAdam by hand (Reddi et al. 2021) with Flower's bias correction at global round t: d = FedAvg - w,
+    m = b1 m + (1 - b1) d, v = b2 v + (1 - b2) d^2, w <- w + lr sqrt(1 - b2^(t+1)) / (1 - b1^(t+1)) m / (sqrt(v) + tau)."""
+
+    def step(round_number, start, average, state):
+        delta = average - start
+        m_t = (beta_1 * state["m_t"] if state else 0) + (1 - beta_1) * delta
+        v_t = (beta_2 * state["v_t"] if state else 0) + (1 - beta_2) * delta**2
+        corrected = lr * math.sqrt(1 - beta_2 ** (round_number + 1)) / (1 - beta_1 ** (round_number + 1))
+        return start + corrected * m_t / (v_t.sqrt() + tau), {"m_t": m_t, "v_t": v_t}
+
+    return step
+
+
 @pytest.mark.slow
-def test_fedavgm_steps_along_the_server_momentum_and_a_resume_keeps_it(tmp_path):
-    """Three FedAvgM rounds, the third after a resume: each global model is w - lr (beta m + (w - FedAvg of the
-    clients)), by hand from what the clients were sent and what FedAvg made of their replies. A resume that lost
-    the momentum would give round 3 a different model."""
+@pytest.mark.parametrize(
+    ("flags", "step", "card"),
+    [
+        (
+            ["--strategy", "fedavgm", "--server_momentum", "0.5", "--server_learning_rate", "1.5"],
+            fedavgm_step(beta=0.5, lr=1.5),
+            "FedAvgM (Hsu et al. 2019), server learning rate 1.5, momentum 0.5",
+        ),
+        (
+            ["--strategy", "fedadam", "--server_momentum", "0.8", "--server_beta_2", "0.9", "--server_learning_rate", "0.02", "--server_tau", "0.01"],
+            fedadam_step(beta_1=0.8, beta_2=0.9, lr=0.02, tau=0.01),
+            "FedAdam (Reddi et al. 2021), server learning rate 0.02, beta_1 0.8, beta_2 0.9, tau 0.01",
+        ),
+    ],
+    ids=["fedavgm", "fedadam"],
+)
+def test_a_server_optimiser_steps_by_its_formula_and_a_resume_keeps_its_state(flags, step, card, tmp_path):
+    """Three rounds of FedAvgM or FedAdam, the third after a resume: each global model is the optimiser's step from
+    what the clients were sent and what FedAvg made of their replies, by hand. A resume that lost the momentum (or
+    the moments, or FedAdam's round count) would give round 3 a different model; every model stays float32."""
     sent, averaged = [], []
     configure_train, aggregate_train = FedAvg.configure_train, FedAvg.aggregate_train
 
@@ -155,34 +197,32 @@ def test_fedavgm_steps_along_the_server_momentum_and_a_resume_keeps_it(tmp_path)
         return configure_train(self, server_round, arrays, config, grid)
 
     def recording_aggregate_train(self, server_round, replies):
-        arrays, metrics = aggregate_train(self, server_round, replies)  # FedAvgM's plain average, before its step
+        arrays, metrics = aggregate_train(self, server_round, replies)  # the plain average, before the server's step
         averaged.append(arrays.to_torch_state_dict())
         return arrays, metrics
 
-    run = [*TEXT_RUN, "--strategy", "fedavgm", "--server_momentum", "0.5", "--server_learning_rate", "1.5", "--output_dir", str(tmp_path)]
+    run = [*TEXT_RUN, *flags, "--output_dir", str(tmp_path)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(FedAvg, "configure_train", recording_configure_train)
         patch.setattr(FedAvg, "aggregate_train", recording_aggregate_train)
         patch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
         patch.setenv("OMP_NUM_THREADS", "1")
         train_federated.main([*run, "--num_rounds", "2"])
-        saved_momentum = load_file(tmp_path / "federated_checkpoint" / "server_momentum.safetensors")
+        saved_state = load_file(tmp_path / "federated_checkpoint" / "server_optimiser.safetensors")
         results = train_federated.main([*run, "--num_rounds", "3", "--resume"])
     assert len(sent) == len(averaged) == 3 and [row["round"] for row in results["history"]] == [0, 1, 2, 3]
-    assert "FedAvgM (Hsu et al. 2019), server learning rate 1.5, momentum 0.5" in (tmp_path / "README.md").read_text()
+    assert card in (tmp_path / "README.md").read_text()
     final = load_file(tmp_path / "model.safetensors")
-    momentum = {name: torch.zeros_like(tensor, dtype=torch.float64) for name, tensor in sent[0].items()}
+    states = dict.fromkeys(sent[0])
     for round_index, (start, average) in enumerate(zip(sent, averaged)):
-        expected = {}
-        for name in start:
-            momentum[name] = (0.5 * momentum[name] if round_index else 0) + start[name].double() - average[name].double()
-            expected[name] = start[name].double() - 1.5 * momentum[name]
         following = sent[round_index + 1] if round_index < 2 else final
         for name in start:
-            torch.testing.assert_close(following[name].double(), expected[name], rtol=1e-5, atol=1e-6)
-        if round_index == 1:
-            for name in start:
-                torch.testing.assert_close(saved_momentum[name].double(), momentum[name], rtol=1e-5, atol=1e-6)
+            expected, states[name] = step(round_index + 1, start[name].double(), average[name].double(), states[name])
+            assert following[name].dtype == start[name].dtype == torch.float32
+            torch.testing.assert_close(following[name].double(), expected, rtol=1e-5, atol=1e-6)
+            if round_index == 1:
+                for moment, value in states[name].items():
+                    torch.testing.assert_close(saved_state[f"{moment}.{name}"].double(), value, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(final[name], averaged[-1][name]) for name in final)
 
 
@@ -205,10 +245,14 @@ def single_gaussian_epsilon(noise_multiplier: float, delta: float) -> float:
         (["--num_clients", "91"], "--num_clients 91 x --min_partition_size 1 is more than the 90 training examples"),
         (["--dp_noise_multiplier", "0"], "--dp_noise_multiplier must be > 0"),
         (["--task", "audio"], "--task 'audio' unknown"),
-        (["--server_momentum", "0.9"], "--server_momentum applies to --strategy fedavgm only"),
+        (["--server_momentum", "0.9"], "--server_momentum applies to --strategy fedavgm or fedadam only"),
+        (["--strategy", "fedavgm", "--server_tau", "0.1"], "--server_tau applies to --strategy fedadam only"),
         (["--strategy", "fedavgm", "--server_momentum", "1"], r"--server_momentum must be in \[0, 1\)"),
         (["--strategy", "fedavgm", "--server_learning_rate", "0"], "--server_learning_rate must be > 0"),
         (["--strategy", "fedavgm", "--dp_noise_multiplier", "1.0"], "--strategy fedavgm cannot run under --dp_noise_multiplier"),
+        (["--strategy", "fedadam", "--server_beta_2", "1"], r"--server_beta_2 must be in \[0, 1\)"),
+        (["--strategy", "fedadam", "--server_tau", "0"], "--server_tau must be > 0"),
+        (["--strategy", "fedadam", "--dp_noise_multiplier", "1.0"], "--strategy fedadam cannot run under --dp_noise_multiplier"),
     ],
 )
 def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tmp_path):
@@ -221,6 +265,7 @@ def test_bad_flags_get_clear_errors_before_any_runtime_starts(flags, message, tm
     [
         (["--strategy", "fedavg"], "strategy: FedAvg (McMahan et al. 2017);"),
         (["--strategy", "fedavgm"], "strategy: FedAvgM (Hsu et al. 2019), server learning rate 1, momentum 0.9;"),
+        (["--strategy", "fedadam"], "strategy: FedAdam (Reddi et al. 2021), server learning rate 0.01, beta_1 0.9, beta_2 0.99, tau 0.001;"),
         (["--strategy", "fedprox", "--proximal_mu", "0.1"], "strategy: FedProx (Li et al. 2020), mu=0.1;"),
         (["--round_lr_scheduler_type", "cosine", "--num_rounds", "4"], "(learning rate 0.005, decayed cosine across the rounds to 0.146x in the last, batch 8)"),
     ],

@@ -16,7 +16,7 @@ from hf_models import (
     TransformerForConditionalGeneration,
     TransformerForSequenceClassification,
 )
-from hf_models.pruning import attention_layers, head_importance, mlp_unit_importance, prune, prune_heads
+from hf_models.pruning import head_importance, mlp_unit_importance, prune, prune_heads
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread_module")
 

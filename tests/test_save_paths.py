@@ -9,7 +9,6 @@ import copy
 import textwrap
 
 import pytest
-import torch
 from families import FAMILIES, IMAGES, TEXTS
 from fresh_process import run_fresh
 from transformers import Trainer, TrainingArguments

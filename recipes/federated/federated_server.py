@@ -1,4 +1,4 @@
-"""The ServerApp: samples clients, aggregates their models with FedAvg, FedAvgM or FedProx (optionally under central
+"""The ServerApp: samples clients, aggregates their models with FedAvg, FedAvgM, FedAdam or FedProx (optionally under central
 differential privacy), scores the global model on the centralised recipe's test split after every round, keeps a
 checkpoint to resume from, and finally saves the model exactly as the centralised recipe saves its own.
 
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod, ServerApp
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
     DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
     FedAvg,
     FedAvgM,
     FedProx,
@@ -33,7 +34,7 @@ from model_card import portable
 logger = logging.getLogger("flwr").getChild(__name__)  # Flower's handlers: the lines reach `flwr run --stream` too
 
 CHECKPOINT = "federated_checkpoint"
-SERVER_MOMENTUM_FILE = "server_momentum.safetensors"
+SERVER_OPTIMISER_FILE = "server_optimiser.safetensors"
 RESULTS_FILE = "federated_results.json"
 TABLE_HEADER = "| round | test accuracy | test loss | seconds | bytes sent | clients | failures |"
 
@@ -42,7 +43,10 @@ class ObservedStrategy(Strategy):
     """Wraps the aggregating strategy: puts the run's arguments and the global round number (which continues after
     a resume) into every training message, and records per round what was sent and received (bytes both ways,
     replies, failures: clients that raised or did not answer within the timeout). A failed client never stops the
-    round: the strategy aggregates the replies that came, and the failures are counted and logged."""
+    round: the strategy aggregates the replies that came, and the failures are counted and logged.
+
+    The inner strategy sees the global round number too: FedAdam's bias correction counts rounds across a resume.
+    """
 
     def __init__(self, inner: Strategy, argv_json: str, first_round: int = 1):
         self.inner = inner
@@ -54,7 +58,7 @@ class ObservedStrategy(Strategy):
         round_number = server_round + self.offset
         config["recipe-args"] = self.argv_json
         config["global-round"] = round_number
-        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        messages = list(self.inner.configure_train(round_number, arrays, config, grid))
         self.rounds[round_number] = {"start": time.perf_counter(), "clients": len(messages), "bytes_down": len(messages) * arrays.count_bytes()}
         return messages
 
@@ -72,7 +76,7 @@ class ObservedStrategy(Strategy):
         stats["bytes_up"] = sum(
             record.count_bytes() for reply in replies if not reply.has_error() for record in reply.content.array_records.values()
         )
-        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        arrays, metrics = self.inner.aggregate_train(round_number, replies)
         stats["aggregated"] = arrays is not None
         if arrays is None:
             logger.warning("round %d: nothing was aggregated; the global model stays as it was", round_number)
@@ -106,8 +110,22 @@ def build_accountant(federated: FederatedArguments) -> RdpAccountant | None:
     )
 
 
+class FedAdamInModelDtype(FedAdam):
+    """Flower's FedAdam (Reddi et al. 2021): Adam on the server with the round's change of the averaged model as its
+    gradient, ``m = b1 m + (1 - b1) d``, ``v = b2 v + (1 - b2) d^2``, ``w <- w + lr m / (sqrt(v) + tau)``. Its step
+    is a numpy float64 scalar, which turns float32 weights into float64 (NumPy 2 promotion): the model would go out
+    at twice the bytes, in a dtype it never had. This casts the new global model back to the dtypes it came in."""
+
+    def aggregate_train(self, server_round: int, replies):
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is None:
+            return arrays, metrics
+        dtypes = {name: array.dtype for name, array in self.current_arrays.items()}
+        return ArrayRecord({name: Array(array.numpy().astype(dtypes[name], copy=False)) for name, array in arrays.items()}), metrics
+
+
 def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | None) -> Strategy:
-    """FedAvg, FedAvgM or FedProx, weighted by the clients' example counts; under DP wrapped in Flower's
+    """FedAvg, FedAvgM, FedAdam or FedProx, weighted by the clients' example counts; under DP wrapped in Flower's
     fixed-clipping wrapper, whose noise calibration (std = noise x clip / clients) assumes an unweighted mean, so
     every client then weighs 1. Only server-side evaluation: ``fraction_evaluate`` is 0.
 
@@ -126,6 +144,11 @@ def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | No
         strategy = FedProx(**common, proximal_mu=federated.proximal_mu)
     elif federated.strategy == "fedavgm":
         strategy = FedAvgM(**common, server_learning_rate=federated.server_learning_rate, server_momentum=federated.server_momentum)
+    elif federated.strategy == "fedadam":
+        strategy = FedAdamInModelDtype(
+            **common, eta=federated.server_learning_rate, beta_1=federated.server_momentum, beta_2=federated.server_beta_2,
+            tau=federated.server_tau,
+        )
     else:
         strategy = FedAvg(**common)
     if accountant is None:
@@ -134,31 +157,35 @@ def build_strategy(federated: FederatedArguments, accountant: RdpAccountant | No
     return wrapper(strategy, federated.dp_noise_multiplier, federated.dp_clipping_norm, federated.clients_per_round, accountant=accountant)
 
 
-def server_optimiser(strategy: ObservedStrategy) -> FedAvgM | None:
-    """The run's FedAvgM, whose momentum a checkpoint must keep (never DP-wrapped: FederatedArguments refuses that)."""
-    return strategy.inner if isinstance(strategy.inner, FedAvgM) else None
+def server_optimiser_state(strategy: ObservedStrategy, names: list[str]) -> dict[str, np.ndarray] | None:
+    """What a checkpoint must keep of the server optimiser (never DP-wrapped: FederatedArguments refuses that), by
+    weight name: FedAvgM's momentum (``momentum.<weight>``; Flower holds it as a list in the model's order) or FedAdam's
+    moments (``m_t.<weight>``, ``v_t.<weight>``). None before the first aggregation and for strategies without one."""
+    optimiser = strategy.inner
+    if isinstance(optimiser, FedAvgM) and optimiser.momentum_vector is not None:
+        return {f"momentum.{name}": vector for name, vector in zip(names, optimiser.momentum_vector, strict=True)}
+    if isinstance(optimiser, FedAdam) and optimiser.m_t:
+        return {f"{moment}.{name}": getattr(optimiser, moment)[name] for moment in ("m_t", "v_t") for name in names}
+    return None
 
 
-def server_momentum(strategy: ObservedStrategy, names: list[str]) -> dict[str, torch.Tensor] | None:
-    """FedAvgM's momentum vector by weight name (None before the first aggregation, or without FedAvgM)."""
-    optimiser = server_optimiser(strategy)
-    if optimiser is None or optimiser.momentum_vector is None:
-        return None
-    return {name: torch.from_numpy(np.array(vector)) for name, vector in zip(names, optimiser.momentum_vector, strict=True)}
-
-
-def restore_server_momentum(strategy: ObservedStrategy, folder: Path, state: dict, names: list[str]) -> None:
-    """Puts the saved momentum back into FedAvgM: without it a resumed run would silently restart from zero momentum."""
-    optimiser = server_optimiser(strategy)
-    if optimiser is None or not state.get("server_momentum_saved"):
+def restore_server_optimiser(strategy: ObservedStrategy, folder: Path, state: dict, names: list[str]) -> None:
+    """Puts the saved state back into FedAvgM or FedAdam: without it a resumed run would silently restart from zero
+    momentum (and FedAdam from zero moments, whose first steps then have the full server learning rate)."""
+    if not state.get("server_optimiser_saved"):
         return
-    path = folder / SERVER_MOMENTUM_FILE
+    path = folder / SERVER_OPTIMISER_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"--resume with --strategy fedavgm: {path} is missing (the server momentum of the saved rounds)")
-    saved = load_file(path)
-    if set(saved) != set(names):
-        raise ValueError(f"--resume: {path} holds momentum for other weights than the model's")
-    optimiser.momentum_vector = [saved[name].numpy() for name in names]
+        raise FileNotFoundError(f"--resume: {path} is missing (the server optimiser's state after the saved rounds)")
+    saved = {key: tensor.numpy() for key, tensor in load_file(path).items()}
+    optimiser = strategy.inner
+    moments = ("momentum",) if isinstance(optimiser, FedAvgM) else ("m_t", "v_t")
+    if set(saved) != {f"{moment}.{name}" for moment in moments for name in names}:
+        raise ValueError(f"--resume: {path} holds another optimiser's state or other weights than the model's")
+    if isinstance(optimiser, FedAvgM):
+        optimiser.momentum_vector = [saved[f"momentum.{name}"] for name in names]
+    else:
+        optimiser.m_t, optimiser.v_t = ({name: saved[f"{moment}.{name}"] for name in names} for moment in moments)
 
 
 def run_identity(task: FederatedTask) -> dict:
@@ -188,14 +215,14 @@ def load_checkpoint(task: FederatedTask, output_dir: Path) -> tuple[dict, dict]:
     return {name: weights[name] for name in task.model.state_dict()}, state
 
 
-def save_checkpoint(output_dir: Path, state_dict: dict, state: dict, momentum: dict | None = None) -> None:
-    """Weights (and FedAvgM's momentum) first, then state.json through a rename: a run killed mid-save leaves the
+def save_checkpoint(output_dir: Path, state_dict: dict, state: dict, optimiser_state: dict | None = None) -> None:
+    """Weights (and the server optimiser's state) first, then state.json through a rename: a run killed mid-save leaves the
     previous round's state."""
     folder = output_dir / CHECKPOINT
     folder.mkdir(parents=True, exist_ok=True)
     save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, folder / "global_model.safetensors")
-    if momentum is not None:
-        save_file({name: tensor.contiguous() for name, tensor in momentum.items()}, folder / SERVER_MOMENTUM_FILE)
+    if optimiser_state is not None:
+        save_file({key: torch.from_numpy(np.ascontiguousarray(array)) for key, array in optimiser_state.items()}, folder / SERVER_OPTIMISER_FILE)
     temporary = folder / "state.json.tmp"
     temporary.write_text(json.dumps(state, indent=2) + "\n")
     temporary.replace(folder / "state.json")
@@ -221,6 +248,11 @@ def setup_section(task: FederatedTask, history: list[dict], privacy: dict | None
     partition = "IID" if federated.alpha is None else f"non-IID by label, Dirichlet(alpha={federated.alpha})"
     if federated.strategy == "fedavgm":
         strategy = f"FedAvgM (Hsu et al. 2019), server learning rate {federated.server_learning_rate:g}, momentum {federated.server_momentum:g}"
+    elif federated.strategy == "fedadam":
+        strategy = (
+            f"FedAdam (Reddi et al. 2021), server learning rate {federated.server_learning_rate:g}, beta_1 "
+            f"{federated.server_momentum:g}, beta_2 {federated.server_beta_2:g}, tau {federated.server_tau:g}"
+        )
     elif federated.strategy == "fedprox":
         strategy = f"FedProx (Li et al. 2020), mu={federated.proximal_mu}"
     else:
@@ -278,7 +310,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
     strategy = ObservedStrategy(build_strategy(federated, accountant), argv_json, first_round)
     names = list(initial)
     if resumed:
-        restore_server_momentum(strategy, output_dir / CHECKPOINT, state, names)
+        restore_server_optimiser(strategy, output_dir / CHECKPOINT, state, names)
     started = time.perf_counter()
     previous_seconds = sum(row["seconds"] for row in history)
 
@@ -308,11 +340,11 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
             logger.info("progress:\n%s", TABLE_HEADER)
         logger.info("%s", table_row(row))
         (output_dir / "progress.json").write_text(json.dumps(history, indent=2) + "\n")
-        momentum = server_momentum(strategy, names)
+        optimiser_state = server_optimiser_state(strategy, names)
         save_checkpoint(output_dir, state_dict, {
             "round": round_number, "identity": run_identity(task), "history": history,
-            "accountant": accountant.state_dict() if accountant else None, "server_momentum_saved": momentum is not None,
-        }, momentum)
+            "accountant": accountant.state_dict() if accountant else None, "server_optimiser_saved": optimiser_state is not None,
+        }, optimiser_state)
         return MetricRecord({"test-accuracy": row["test_accuracy"], "test-loss": row["test_loss"]})
 
     remaining = federated.num_rounds - first_round + 1
@@ -342,6 +374,7 @@ def run_server(grid: Grid, argv: list[str]) -> dict:
         "setup": run_identity(task) | {
             "fraction_train": federated.fraction_train, "proximal_mu": federated.proximal_weight, "num_rounds": federated.num_rounds,
             "server_learning_rate": federated.server_learning_rate, "server_momentum": federated.server_momentum,
+            "server_beta_2": federated.server_beta_2, "server_tau": federated.server_tau,
             "learning_rate": task.training_args.learning_rate, "round_lr_scheduler_type": federated.round_lr_scheduler_type,
         },
         "history": history,

@@ -45,7 +45,13 @@ except ModuleNotFoundError as error:  # pragma: no cover - only outside a checko
 from federated_partition import check_partition_arguments, partition_labels, partition_summary  # noqa: E402
 
 TASKS = {"text": train_text_classification, "image": train_image_classification}
-STRATEGIES = ("fedavg", "fedavgm", "fedprox")
+STRATEGIES = ("fedavg", "fedavgm", "fedadam", "fedprox")
+# The strategies that keep a server optimiser, with the defaults of its flags: FedAvgM's as Hsu et al. (2019), FedAdam's
+# as Reddi et al. (2021) (tau 1e-3, the value they found robust; server learning rate 1e-2, inside their tuned range).
+SERVER_OPTIMISER_DEFAULTS = {
+    "fedavgm": {"server_learning_rate": 1.0, "server_momentum": 0.9},
+    "fedadam": {"server_learning_rate": 1e-2, "server_momentum": 0.9, "server_beta_2": 0.99, "server_tau": 1e-3},
+}
 ROUND_SCHEDULES = ("constant", "linear", "cosine")
 # A client trains for its local epochs and reports; checkpoints, evaluation and the best-model choice are the
 # server's business (it scores the global model on the test split every round).
@@ -64,14 +70,23 @@ class FederatedArguments:
     num_rounds: int = field(default=10, metadata={"help": "Federated rounds (each: sampled clients train locally, the server aggregates and evaluates)."})
     strategy: str = field(
         default="fedavg",
-        metadata={"help": "fedavg (McMahan et al. 2017), fedavgm (FedAvg with server momentum, Hsu et al. 2019) or fedprox (Li et al. 2020).", "choices": list(STRATEGIES)},
+        metadata={
+            "help": "fedavg (McMahan et al. 2017), fedavgm (FedAvg with server momentum, Hsu et al. 2019), fedadam (Adam "
+            "on the server, Reddi et al. 2021) or fedprox (Li et al. 2020).",
+            "choices": list(STRATEGIES),
+        },
     )
     proximal_mu: float = field(default=0.01, metadata={"help": "FedProx: weight mu of the proximal term mu/2 ||w - w_global||^2."})
     server_learning_rate: float | None = field(
-        default=None, metadata={"help": "FedAvgM: server step size on the momentum of the averaged update. Default: 1.0."}
+        default=None, metadata={"help": "FedAvgM / FedAdam: the server's step size on the averaged update. Default: 1.0 / 1e-2."}
     )
     server_momentum: float | None = field(
-        default=None, metadata={"help": "FedAvgM: server momentum beta in [0, 1) (0 with learning rate 1 is FedAvg). Default: 0.9."}
+        default=None,
+        metadata={"help": "FedAvgM: momentum beta (0 with learning rate 1 is FedAvg); FedAdam: beta_1. In [0, 1). Default: 0.9."},
+    )
+    server_beta_2: float | None = field(default=None, metadata={"help": "FedAdam: beta_2 of the second moment, in [0, 1). Default: 0.99."})
+    server_tau: float | None = field(
+        default=None, metadata={"help": "FedAdam: tau, added to the root of the second moment (its adaptivity). Default: 1e-3."}
     )
     round_lr_scheduler_type: str = field(
         default="constant",
@@ -112,23 +127,7 @@ class FederatedArguments:
             raise ValueError(f"--alpha must be > 0 (Dirichlet concentration; omit it for an IID partition), got {self.alpha}")
         if self.proximal_mu < 0:
             raise ValueError(f"--proximal_mu must be >= 0, got {self.proximal_mu}")
-        if self.strategy != "fedavgm":
-            given = [flag for flag in ("server_learning_rate", "server_momentum") if getattr(self, flag) is not None]
-            if given:
-                raise ValueError(f"--{given[0]} applies to --strategy fedavgm only (got --strategy {self.strategy})")
-        else:
-            self.server_learning_rate = 1.0 if self.server_learning_rate is None else self.server_learning_rate
-            self.server_momentum = 0.9 if self.server_momentum is None else self.server_momentum
-            if not self.server_learning_rate > 0:
-                raise ValueError(f"--server_learning_rate must be > 0, got {self.server_learning_rate}")
-            if not 0 <= self.server_momentum < 1:
-                raise ValueError(f"--server_momentum must be in [0, 1), got {self.server_momentum}")
-            if self.dp_noise_multiplier is not None:
-                raise ValueError(
-                    "--strategy fedavgm cannot run under --dp_noise_multiplier: Flower's DP wrappers add the noise after "
-                    "FedAvgM's server step, whose momentum carries the un-noised updates of earlier rounds into every later "
-                    "one (and its learning rate scales them), so the accountant's epsilon would not hold; use fedavg or fedprox"
-                )
+        self._check_server_optimiser()
         if self.dp_noise_multiplier is not None and not self.dp_noise_multiplier > 0:
             raise ValueError(f"--dp_noise_multiplier must be > 0 (omit it to train without DP), got {self.dp_noise_multiplier}")
         if not self.dp_clipping_norm > 0:
@@ -136,6 +135,34 @@ class FederatedArguments:
         if not 0 < self.dp_delta < 1:
             raise ValueError(f"--dp_delta must be in (0, 1), got {self.dp_delta}")
         self.failing_partitions = {int(part) for part in self.fail_partitions.split(",")} if self.fail_partitions else set()
+
+    def _check_server_optimiser(self) -> None:
+        """The server optimiser's flags: each refused for a strategy without it, defaulted and range-checked for one
+        with it. Its state carries the un-noised updates of earlier rounds into every later one (and its learning
+        rate scales them) after Flower's DP wrappers add the noise, so the accountant's epsilon would not hold: no DP."""
+        defaults = SERVER_OPTIMISER_DEFAULTS.get(self.strategy, {})
+        for flag in ("server_learning_rate", "server_momentum", "server_beta_2", "server_tau"):
+            if flag in defaults:
+                if getattr(self, flag) is None:
+                    setattr(self, flag, defaults[flag])
+            elif getattr(self, flag) is not None:
+                owners = " or ".join(strategy for strategy, flags in SERVER_OPTIMISER_DEFAULTS.items() if flag in flags)
+                raise ValueError(f"--{flag} applies to --strategy {owners} only (got --strategy {self.strategy})")
+        if not defaults:
+            return
+        if not self.server_learning_rate > 0:
+            raise ValueError(f"--server_learning_rate must be > 0, got {self.server_learning_rate}")
+        for flag in ("server_momentum", "server_beta_2"):
+            if flag in defaults and not 0 <= getattr(self, flag) < 1:
+                raise ValueError(f"--{flag} must be in [0, 1), got {getattr(self, flag)}")
+        if "server_tau" in defaults and not self.server_tau > 0:
+            raise ValueError(f"--server_tau must be > 0, got {self.server_tau}")
+        if self.dp_noise_multiplier is not None:
+            raise ValueError(
+                f"--strategy {self.strategy} cannot run under --dp_noise_multiplier: Flower's DP wrappers add the noise "
+                "after the server optimiser's step, whose state carries the un-noised updates of earlier rounds into "
+                "every later one, so the accountant's epsilon would not hold; use fedavg or fedprox"
+            )
 
     @property
     def clients_per_round(self) -> int:
