@@ -2,14 +2,16 @@
 or, with --image_arch vit, ViT), 10 clients: centralised, FedAvg IID and Dirichlet alpha 0.5 / 0.1, FedProx alpha 0.1,
 FedAvg IID under central DP, FedAvgM (server momentum 0.9) IID and alpha 0.5 / 0.1, FedAvg with a server learning
 rate of 3 IID, FedAdam (Reddi et al. 2021; server learning rate 1e-2, betas 0.9 / 0.99, tau 1e-3) IID and alpha 0.5.
-Writes, per task and protocol, benchmarks/results/federated_<date>_<task>_R<rounds>E<local epochs>.json (one cell at
-a time: a run adds its row to the file of the same protocol): final test accuracy, gap to centralised, the first
-round within 1 point of it, bytes communicated, wall time, epsilon.
+Writes, per task and protocol, benchmarks/results/federated_<date>_<task>_R<rounds>E<local epochs>[C<fraction>]
+[_<schedule>][_central<epochs>][_seed<seed>].json (one cell at a time: a run adds its row to the file of the same
+protocol): final test accuracy, gap to centralised, the first round within 1 point of it, bytes communicated, wall
+time, epsilon.
 
     nice -n 10 python benchmarks/bench_federated.py --tasks text --runs centralised --save    # one cell
     nice -n 10 python benchmarks/bench_federated.py --save                                     # the whole table
     nice -n 10 python benchmarks/bench_federated.py --tasks image --rounds 40 --lr_schedule cosine --runs centralised fedavg_iid fedavg_alpha0.5 --save
     nice -n 10 python benchmarks/bench_federated.py --tasks image --image_arch vit --rounds 200 --fraction_train 0.2 --centralised_epochs 80 --runs fedavg_iid --save
+    nice -n 10 python benchmarks/bench_federated.py --tasks image --image_arch vit --rounds 800 --local_epochs 1 --fraction_train 0.2 --centralised_epochs 80 --runs fedavg_iid --save
     python benchmarks/bench_federated.py --quick                                               # tiny models: checks the script
 
 Protocol: equal examples processed. McMahan et al. (2017) count a client's computation in local epochs E per round;
@@ -34,7 +36,9 @@ steps (the ViT: 31 % after the 1,000 steps of 8 centralised epochs, 90 % after 1
 accuracy in R x E / 10 epochs' worth of steps, whatever the aggregation. Sampling a share F of the clients per round
 costs F of a full round's computation and, on IID partitions, moves the global model about as far, so R = 200 rounds
 of E = 4 epochs on 2 of 10 clients give a client's optimiser the 10,000 steps of the 80 centralised epochs, at 2x
-the examples processed (R x E x F = 160 epochs' worth).
+the examples processed (R x E x F = 160 epochs' worth). R = 800 rounds of E = 1 give the same steps in shorter
+local runs (less client drift, four times the rounds and bytes). --seed changes the recipes' seed and the
+partition's (Flower's choice of clients per round is not seeded).
 """
 
 import argparse
